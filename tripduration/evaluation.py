@@ -1,0 +1,154 @@
+"""Metrics, plots and the self-contained HTML evaluation report."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+PLOTS: tuple[str, ...] = (
+    "predicted_vs_actual.png",
+    "residuals.png",
+    "error_by_hour.png",
+    "error_by_distance.png",
+    "feature_importance.png",
+)
+
+
+def regression_metrics(y_true: pd.Series | np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE (minutes), R2 and the number of rows."""
+    y_true = np.asarray(y_true, dtype="float64")
+    if len(y_true) == 0:
+        raise ValueError("cannot score a model on zero rows; the evaluation month has no kept trips")
+    return {
+        "rmse": float(root_mean_squared_error(y_true, y_pred)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+        "rows": len(y_true),
+    }
+
+
+def feature_importance(
+    model: Any, X: pd.DataFrame, y: pd.Series, *, max_rows: int = 5000, seed: int = 0
+) -> dict[str, float]:
+    """Permutation importance of each canonical input column (RMSE increase, minutes), on a sample."""
+    sample = X.sample(n=min(max_rows, len(X)), random_state=seed)
+    result = permutation_importance(
+        model, sample, y.loc[sample.index], n_repeats=3, random_state=seed, scoring="neg_root_mean_squared_error"
+    )
+    pairs = sorted(zip(X.columns, result.importances_mean, strict=True), key=lambda kv: -kv[1])
+    return {str(k): float(v) for k, v in pairs}
+
+
+def _error_by(frame: pd.DataFrame, key: pd.Series) -> pd.DataFrame:
+    grouped = frame.groupby(key, observed=True)
+    return pd.DataFrame(
+        {
+            name: grouped[col].apply(lambda e: float(np.sqrt(np.mean(np.square(e)))))
+            for name, col in (("model", "err"), ("baseline", "err_base"))
+        }
+    )
+
+
+def write_plots(
+    out_dir: Path,
+    X: pd.DataFrame,
+    y: pd.Series,
+    pred: np.ndarray,
+    baseline_pred: np.ndarray,
+    importance: Mapping[str, float],
+) -> list[str]:
+    """Write the report's PNG plots into ``out_dir``; return their file names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(y, dtype="float64")
+    frame = pd.DataFrame({"err": pred - y, "err_base": baseline_pred - y})
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.hexbin(y, pred, gridsize=60, bins="log", cmap="viridis", mincnt=1)
+    lim = [0, max(float(np.max(y)), float(np.max(pred)))]
+    ax.plot(lim, lim, color="red", lw=1)
+    ax.set(xlabel="actual minutes", ylabel="predicted minutes", title="Predicted vs actual (test month)")
+    _save(fig, out_dir / PLOTS[0])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(frame["err_base"], bins=120, range=(-40, 40), alpha=0.5, label="baseline")
+    ax.hist(frame["err"], bins=120, range=(-40, 40), alpha=0.6, label="model")
+    ax.set(xlabel="prediction - actual (minutes)", ylabel="trips", title="Residuals")
+    ax.legend()
+    _save(fig, out_dir / PLOTS[1])
+
+    hour = pd.to_datetime(X["pickup_datetime"]).dt.hour.to_numpy()
+    by_hour = _error_by(frame, pd.Series(hour, name="pickup hour"))
+    ax = by_hour.plot(marker="o", figsize=(6, 4), title="RMSE by pickup hour")
+    ax.set(xlabel="pickup hour", ylabel="RMSE (minutes)")
+    _save(ax.figure, out_dir / PLOTS[2])
+
+    bins = [0, 1, 2, 3, 5, 8, 12, 20, np.inf]
+    dist = pd.cut(X["trip_distance"].astype("float64").to_numpy(), bins=bins, include_lowest=True)
+    by_dist = _error_by(frame, pd.Series(dist, name="distance"))
+    ax = by_dist.plot(kind="bar", figsize=(6, 4), title="RMSE by trip distance (miles)")
+    ax.set(xlabel="trip distance (miles)", ylabel="RMSE (minutes)")
+    _save(ax.figure, out_dir / PLOTS[3])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(xlabel="RMSE increase when shuffled (minutes)", title="Permutation importance (test sample)")
+    _save(fig, out_dir / PLOTS[4])
+    return list(PLOTS)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def render_html(
+    title: str, summary: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], plot_dir: Path
+) -> str:
+    """A single HTML page with metrics tables and the plots embedded as base64 PNG."""
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th>"
+        + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("rmse", "mae", "r2", "rows"))
+        + "</tr>"
+        for name, m in metrics.items()
+    )
+    facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
+    images = ""
+    for name in PLOTS:
+        path = plot_dir / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            images += (
+                f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
+            )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{text-align:left}}
+figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<h2>Summary</h2><table>{facts}</table>
+<h2>Metrics (minutes)</h2><table><tr><th></th><th>RMSE</th><th>MAE</th><th>R2</th><th>rows</th></tr>{rows}</table>
+<h2>Plots</h2>{images}
+</body></html>
+"""

@@ -1,0 +1,196 @@
+"""One pure function per pipeline step (as Kedro's ``nodes.py``): data in, data out, no luigi, no paths
+chosen here. The Luigi tasks in ``tasks/`` read their inputs, call one of these and write the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from tripduration.candidates import BASELINE, CandidateSpec, build_pipeline
+from tripduration.evaluation import feature_importance, regression_metrics, render_html, write_plots
+from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
+from tripduration.registry import ModelRegistry, quality_gate
+from tripduration.rules import Rules, split_trips
+from tripduration.schema import read_trips
+
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(_message: str, _percent: int) -> None:
+    return None
+
+
+def validate_trip_file(
+    path: str | Path, month: dt.date, rules: Rules, valid_location_ids: Collection[int] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Read a raw TLC file by contract and split it into kept and rejected rows with a summary."""
+    trips, report = read_trips(path)
+    kept, rejected, summary = split_trips(trips, month, rules, valid_location_ids)
+    summary["source"] = report.as_dict()
+    return kept, rejected, summary
+
+
+def modelling_table(kept: pd.DataFrame) -> pd.DataFrame:
+    """Model inputs (dispatch-time columns only) and the target in minutes."""
+    return model_table(kept)
+
+
+def concat_tables(tables: Sequence[pd.DataFrame], what: str) -> pd.DataFrame:
+    frames = [t for t in tables if len(t)]
+    if not frames:
+        raise ValueError(f"no kept trips in the {what} months; check the validation summaries")
+    return pd.concat(frames, ignore_index=True)
+
+
+def fit_candidate(spec: CandidateSpec, train: pd.DataFrame) -> tuple[Pipeline, float]:
+    """Fit a fresh Pipeline for ``spec``; return it with its fit time in seconds."""
+    X, y = split_xy(train)
+    model = build_pipeline(spec)
+    start = time.perf_counter()
+    model.fit(X, y)
+    return model, time.perf_counter() - start
+
+
+def score_candidate(spec: CandidateSpec, train: pd.DataFrame, validation: pd.DataFrame) -> dict[str, Any]:
+    """Train on the training months, score on the validation month."""
+    model, fit_seconds = fit_candidate(spec, train)
+    X_val, y_val = split_xy(validation)
+    metrics = regression_metrics(y_val, model.predict(X_val))
+    return {
+        "candidate": spec.name,
+        "family": spec.family,
+        "params": spec.params,
+        "description": spec.description,
+        "train_rows": len(train),
+        "fit_seconds": round(fit_seconds, 3),
+        "validation": metrics,
+    }
+
+
+def select_best(scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Rank candidates by validation RMSE (ties broken by name, so the choice is deterministic)."""
+    if not scores:
+        raise ValueError("no candidate scores to choose from; configure [model_search] candidates")
+    ranked = sorted(scores, key=lambda s: (s["validation"]["rmse"], s["candidate"]))
+    baseline = next((s for s in ranked if s["candidate"] == BASELINE), None)
+    return {
+        "best": ranked[0]["candidate"],
+        "best_validation": ranked[0]["validation"],
+        "baseline_validation": baseline["validation"] if baseline else None,
+        "ranking": [
+            {"candidate": s["candidate"], "rmse": s["validation"]["rmse"], "fit_seconds": s["fit_seconds"]}
+            for s in ranked
+        ],
+        "scores": list(ranked),
+    }
+
+
+def evaluate_models(
+    model: Pipeline,
+    baseline: Pipeline,
+    test: pd.DataFrame,
+    out_dir: Path,
+    context: Mapping[str, Any],
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Score the final model and the baseline on the test month; write plots and ``report.html``."""
+    X, y = split_xy(test)
+    progress("predicting the test month", 10)
+    pred, base_pred = model.predict(X), baseline.predict(X)
+    metrics = {"test": regression_metrics(y, pred), "baseline_test": regression_metrics(y, base_pred)}
+    metrics["test"]["rmse_ratio_to_baseline"] = metrics["test"]["rmse"] / metrics["baseline_test"]["rmse"]
+    progress("permutation importance", 40)
+    importance = feature_importance(model, X, y)
+    progress("plots", 70)
+    write_plots(out_dir, X, y, pred, base_pred, importance)
+    result = {**context, "metrics": {**context.get("metrics", {}), **metrics}, "feature_importance": importance}
+    table = {
+        "validation (best, trained on train months)": result["metrics"].get("validation", {}),
+        "validation (baseline)": result["metrics"].get("baseline_validation") or {},
+        "test (final model)": metrics["test"],
+        "test (baseline, same training data)": metrics["baseline_test"],
+    }
+    summary = {k: v for k, v in context.items() if not isinstance(v, dict | list)}
+    summary["gain over baseline (test RMSE ratio)"] = metrics["test"]["rmse_ratio_to_baseline"]
+    html = render_html(f"Trip duration model: {context.get('algorithm', '')}", summary, table, out_dir)
+    (out_dir / "report.html").write_text(html)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    progress("done", 100)
+    return result
+
+
+def environment_versions() -> dict[str, str]:
+    """Versions of the libraries a loaded model depends on."""
+    import joblib
+    import numpy
+    import pyarrow
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": numpy.__version__,
+        "joblib": joblib.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+
+
+def production_rmse_on(registry_model: Pipeline | None, test: pd.DataFrame) -> float | None:
+    """RMSE of the current production model on this test month (None if there is none)."""
+    if registry_model is None:
+        return None
+    X, y = split_xy(test)
+    return regression_metrics(y, registry_model.predict(X[list(MODEL_INPUT_COLUMNS)]))["rmse"]
+
+
+def register_with_gate(
+    registry: ModelRegistry,
+    model_file: Path,
+    report_dir: Path,
+    metadata: Mapping[str, Any],
+    test: pd.DataFrame,
+    key: str,
+) -> dict[str, Any]:
+    """Register a model version and promote it if it passes the quality gate.
+
+    The gate compares the new model's test RMSE with the baseline's (same run, same test month) and with
+    the current production model's RMSE measured now on the same test month. The whole decision runs under
+    the registry lock, so two racing registrations cannot both believe they beat the same production model.
+    A rerun with the same ``key`` (after a crash) reuses the version and completes a promotion it had decided.
+    """
+    with registry.lock():
+        existing = registry.find_by_key(key)
+        if existing is not None:
+            meta = registry.metadata(existing)
+            gate = meta["gate"]
+            current = registry.production()
+            if gate["promote"] and (current is None or str(current["version"]) < existing):
+                registry.set_production(existing, gate["reason"])
+            return {"version": existing, "reused": True, "gate": gate}
+        production = registry.production()
+        production_rmse = None
+        if production is not None:
+            prod_model, _ = registry.load_model(str(production["version"]))
+            production_rmse = production_rmse_on(prod_model, test)
+        metrics = metadata["metrics"]
+        decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], production_rmse)
+        gate = {
+            "promote": decision.promote,
+            "reason": decision.reason,
+            "compared_with_production": production["version"] if production else None,
+            "production_rmse_on_test_month": production_rmse,
+        }
+        version = registry.register(model_file, {**metadata, "gate": gate}, {"report": report_dir}, key=key)
+        if decision.promote:
+            registry.set_production(version, decision.reason)
+        return {"version": version, "reused": False, "gate": gate}
