@@ -1,0 +1,124 @@
+"""Data stages: the raw month file, its validated split, and the modelling table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+import pandas as pd
+from luigi.util import inherits, requires
+
+from tasks.base import (
+    ColorParameter,
+    PipelineTask,
+    atomic_path,
+    download,
+    paths,
+    project_path,
+    read_json,
+    validation,
+    write_json,
+)
+from tripduration.fetch import download as fetch_url
+from tripduration.months import format_month
+from tripduration.nodes import modelling_table, validate_trip_file
+from tripduration.rules import Rules
+
+
+class TripData(PipelineTask):
+    """The raw TLC file of one (colour, month).
+
+    Reads nothing if ``<raw_dir>/<color>_tripdata_<YYYY-MM>.parquet`` exists (that file is the output).
+    Otherwise downloads it from ``[download] url_template`` into the work directory: streamed to a temporary
+    file, checked to be readable parquet, then moved into place. Transient errors are retried with backoff.
+    """
+
+    color = ColorParameter()
+    month = luigi.MonthParameter(description="month of trips, YYYY-MM")
+
+    def file_name(self) -> str:
+        return f"{self.color}_tripdata_{format_month(self.month)}.parquet"
+
+    def output(self) -> luigi.LocalTarget:
+        embedded = project_path(paths().raw_dir) / self.file_name()
+        if embedded.exists():
+            return luigi.LocalTarget(str(embedded))
+        return self.target(self.file_name())
+
+    def run(self) -> None:
+        cfg = download()
+        url = cfg.url_template.format(color=self.color, month=format_month(self.month))
+
+        def report(done: int, total: int | None) -> None:
+            pct = int(100 * done / total) if total else None
+            self.progress(f"downloading {url}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f}" if total else ""), pct)
+
+        with atomic_path(self.output()) as tmp:
+            fetch_url(
+                url, tmp, timeout=cfg.timeout_seconds, retries=cfg.retries, backoff=cfg.backoff_seconds, progress=report
+            )
+
+
+class ZoneLookup(luigi.ExternalTask):
+    """The TLC taxi zone lookup CSV (tracked in ``data/``)."""
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(project_path(paths().zone_lookup)))
+
+
+@inherits(TripData)
+class ValidatedTrips(PipelineTask):
+    """Reads the raw month file; writes ``kept.parquet`` (canonical schema), ``rejected.parquet`` (with a
+    ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
+
+    code_version = 1
+    fingerprint_configs = (validation,)
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"trips": self.clone(TripData), "zones": ZoneLookup()}
+
+    def output(self) -> dict[str, luigi.LocalTarget]:
+        return {name: self.target(name) for name in ("kept.parquet", "rejected.parquet", "summary.json")}
+
+    def run(self) -> None:
+        cfg = validation()
+        rules = Rules(cfg.min_duration_min, cfg.max_duration_min, cfg.max_distance_miles)
+        zones = pd.read_csv(self.input()["zones"].path, usecols=["LocationID"])["LocationID"]
+        self.progress(f"validating {self.input()['trips'].path}", 10)
+        kept, rejected, summary = validate_trip_file(self.input()["trips"].path, self.month, rules, set(zones))
+        self.progress(
+            f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 70
+        )
+        out = self.output()
+        for name, frame in (("kept.parquet", kept), ("rejected.parquet", rejected)):
+            with atomic_path(out[name]) as tmp:
+                frame.to_parquet(tmp, index=False)
+        write_json(out["summary.json"], summary)
+
+
+@requires(ValidatedTrips)
+class ModelInputTable(PipelineTask):
+    """Reads kept trips; writes ``table.parquet``: dispatch-time model inputs plus ``duration_min``."""
+
+    code_version = 1
+
+    def output(self) -> luigi.LocalTarget:
+        return self.target("table.parquet")
+
+    def run(self) -> None:
+        kept = pd.read_parquet(self.input()["kept.parquet"].path)
+        table = modelling_table(kept)
+        with atomic_path(self.output()) as tmp:
+            table.to_parquet(tmp, index=False)
+
+
+def read_table(target: luigi.LocalTarget) -> pd.DataFrame:
+    return pd.read_parquet(target.path)
+
+
+def summary_of(task: ValidatedTrips) -> dict:
+    return read_json(task.output()["summary.json"])
+
+
+def source_path(task: ValidatedTrips) -> Path:
+    return Path(task.input()["trips"].path)

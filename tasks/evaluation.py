@@ -1,0 +1,58 @@
+"""Evaluation of the final model against the baseline on the test month."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import luigi
+
+from tasks.base import atomic_path, read_json
+from tasks.data import ModelInputTable, read_table
+from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
+from tripduration.months import format_month
+from tripduration.nodes import evaluate_models
+
+
+class EvaluationReport(TrainingWindow):
+    """Reads the final and baseline models, the selection and the test month's modelling table.
+
+    Writes a ``report/`` folder (atomically, as a whole): ``metrics.json`` (validation and test RMSE/MAE/R2
+    and row counts, for the model and the baseline), the PNG plots and a self-contained ``report.html``.
+    """
+
+    code_version = 1
+    test_month = luigi.MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {
+            "model": self.clone(FinalModel, role="best"),
+            "baseline": self.clone(FinalModel, role="baseline"),
+            "selection": self.clone(ModelSelection),
+            "test": ModelInputTable(color=self.color, month=self.test_month),
+        }
+
+    def output(self) -> luigi.LocalTarget:
+        return self.target("report")
+
+    def run(self) -> None:
+        inputs = self.input()
+        selection = read_json(inputs["selection"])
+        fit = read_json(inputs["model"]["fit"])
+        context = {
+            "color": self.color,
+            "algorithm": fit["candidate"],
+            "train_months": [format_month(m) for m in self.train_months],
+            "validation_month": format_month(self.val_month),
+            "test_month": format_month(self.test_month),
+            "final_training_rows": fit["rows"],
+            "metrics": {
+                "validation": selection["best_validation"],
+                "baseline_validation": selection["baseline_validation"],
+            },
+        }
+        self.progress("loading models and the test month", 5)
+        model, baseline = load_model(inputs["model"]["model"]), load_model(inputs["baseline"]["model"])
+        test = read_table(inputs["test"])
+        with atomic_path(self.output()) as tmp:
+            evaluate_models(model, baseline, test, Path(tmp), context, progress=self.progress)

@@ -1,0 +1,101 @@
+"""Registration of the evaluated model in the file-based registry, behind the quality gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import luigi
+from luigi.util import inherits
+
+from tasks.base import PipelineTask, paths, project_path, read_json, registry, write_json
+from tasks.data import ModelInputTable, ValidatedTrips, read_table
+from tasks.evaluation import EvaluationReport
+from tasks.training import FinalModel
+from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
+from tripduration.months import format_month
+from tripduration.nodes import environment_versions, register_with_gate
+from tripduration.registry import ModelRegistry, sha256_file
+
+
+@inherits(EvaluationReport)
+class RegisteredModel(PipelineTask):
+    """Registers the final model as a new immutable version and applies the quality gate.
+
+    Reads the evaluation report, the final model, the validation summaries of every month used and the
+    test month's table (to score the current production model on the same month). Writes a new version
+    folder in the registry (model.joblib, metadata.json, report/) and, in the work directory,
+    ``registration.json`` naming the version and the gate's decision.
+    """
+
+    code_version = 1
+
+    def requires(self) -> dict[str, Any]:
+        months = {"train": self.train_months, "validation": (self.val_month,), "test": (self.test_month,)}
+        return {
+            "report": self.clone(EvaluationReport),
+            "model": self.clone(FinalModel, role="best"),
+            "months": {role: [ValidatedTrips(color=self.color, month=m) for m in ms] for role, ms in months.items()},
+            "test": ModelInputTable(color=self.color, month=self.test_month),
+        }
+
+    def output(self) -> luigi.LocalTarget:
+        return self.target("registration.json")
+
+    def model_registry(self) -> ModelRegistry:
+        return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=self.color))
+
+    def data_lineage(self) -> list[dict[str, Any]]:
+        lineage = []
+        for role, tasks in self.requires()["months"].items():
+            for task in tasks:
+                summary = read_json(task.output()["summary.json"])
+                raw = Path(task.input()["trips"].path)
+                lineage.append(
+                    {
+                        "role": role,
+                        "month": format_month(task.month),
+                        "file": raw.name,
+                        "sha256": sha256_file(raw),
+                        "rows_in": summary["rows_in"],
+                        "rows_kept": summary["rows_kept"],
+                        "rows_rejected": summary["rows_rejected"],
+                    }
+                )
+        return lineage
+
+    def run(self) -> None:
+        inputs = self.input()
+        report_dir = Path(inputs["report"].path)
+        evaluation = read_json(luigi.LocalTarget(str(report_dir / "metrics.json")))
+        fit = read_json(inputs["model"]["fit"])
+        self.progress("hashing input files", 10)
+        metadata = {
+            "algorithm": {
+                "candidate": fit["candidate"],
+                "family": fit["family"],
+                "params": fit["params"],
+                "description": fit["description"],
+            },
+            "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": list(ENGINEERED_COLUMNS)},
+            "target": "duration_min",
+            "color": self.color,
+            "data": self.data_lineage(),
+            "metrics": evaluation["metrics"],
+            "feature_importance": evaluation["feature_importance"],
+            "libraries": environment_versions(),
+            "pipeline_task": self.task_id,
+        }
+        self.progress("applying the quality gate", 50)
+        result = register_with_gate(
+            self.model_registry(),
+            Path(inputs["model"]["model"].path),
+            report_dir,
+            metadata,
+            read_table(inputs["test"]),
+            key=f"{self.task_family}-{self.fingerprint()}",
+        )
+        result["model_name"] = self.model_registry().name
+        result["registry"] = str(self.model_registry().home)
+        write_json(self.output(), result)
+        self.progress(f"registered {result['version']}; promoted: {result['gate']['promote']}", 100)
