@@ -10,6 +10,7 @@ data, 10 already running, ...). ``luigi --module pipeline TrainingPipeline --loc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,11 +19,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import luigi  # noqa: E402
-import luigi.configuration  # noqa: E402
 import luigi.retcodes  # noqa: E402
+from luigi.configuration import LuigiConfigParser  # noqa: E402
 
-if (ROOT / "luigi.cfg").resolve() != (Path.cwd() / "luigi.cfg").resolve():
-    luigi.configuration.add_config_path(str(ROOT / "luigi.cfg"))
+
+def use_project_config() -> None:
+    """Read this project's luigi.cfg whatever the working directory (cron starts jobs in $HOME).
+
+    It goes right after luigi's own default locations and before ``$LUIGI_CONFIG_PATH``, so a machine's or
+    a test's override file still wins over the project defaults.
+    """
+    own = str(ROOT / "luigi.cfg")
+    paths = LuigiConfigParser._config_paths
+    if own not in paths:
+        position = paths.index("luigi.cfg") + 1 if "luigi.cfg" in paths else len(paths)
+        override = os.environ.get("LUIGI_CONFIG_PATH")
+        if override in paths:
+            position = min(position, paths.index(override))
+        paths.insert(position, own)
+        LuigiConfigParser.reload()
+
+
+use_project_config()
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import TrainingPipeline  # noqa: E402,F401

@@ -145,9 +145,13 @@ class PipelineTask(luigi.Task):
         return luigi.LocalTarget(str(self.output_dir() / name))
 
     def progress(self, message: str, percent: int | None = None) -> None:
-        """Report what the task is doing to the scheduler (shown in luigid's web view)."""
-        self.set_status_message(message)
-        if percent is not None:
+        """Report what the task is doing to the scheduler (shown in luigid's web view).
+
+        Outside a luigi worker (a task's ``run()`` called directly) there is no scheduler to tell: no-op.
+        """
+        if callable(self.set_status_message):
+            self.set_status_message(message)
+        if percent is not None and callable(self.set_progress_percentage):
             self.set_progress_percentage(max(0, min(100, int(percent))))
 
 

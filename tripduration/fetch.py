@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 import urllib.error
@@ -29,6 +30,8 @@ def check_url(url: str) -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, http.client.IncompleteRead | http.client.RemoteDisconnected | http.client.BadStatusLine):
+        return True  # the connection broke mid-response: trying again may well work
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code in (408, 429)
     if isinstance(exc, urllib.error.URLError):

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from tripduration.candidates import BASELINE, CandidateSpec, build_pipeline
 from tripduration.evaluation import feature_importance, regression_metrics, render_html, write_plots
 from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
-from tripduration.registry import ModelRegistry, quality_gate
+from tripduration.registry import ModelRegistry, quality_gate, version_number
 from tripduration.rules import Rules, split_trips
 from tripduration.schema import read_trips
 
@@ -174,7 +174,9 @@ def register_with_gate(
             meta = registry.metadata(existing)
             gate = meta["gate"]
             current = registry.production()
-            if gate["promote"] and (current is None or str(current["version"]) < existing):
+            if gate["promote"] and (
+                current is None or version_number(str(current["version"])) < version_number(existing)
+            ):
                 registry.set_production(existing, gate["reason"])
             return {"version": existing, "reused": True, "gate": gate}
         production = registry.production()

@@ -60,6 +60,14 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
+def version_number(version: str) -> int:
+    """``v0012`` -> 12 (versions are compared by number: ``v10000`` comes after ``v9999``)."""
+    match = _VERSION_RE.match(version)
+    if not match:
+        raise ValueError(f"{version!r} is not a registry version name such as v0001")
+    return int(match.group(1))
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool
@@ -98,7 +106,7 @@ class ModelRegistry:
     def versions(self) -> list[str]:
         if not self.versions_dir.is_dir():
             return []
-        return sorted(p.name for p in self.versions_dir.iterdir() if _VERSION_RE.match(p.name))
+        return sorted((p.name for p in self.versions_dir.iterdir() if _VERSION_RE.match(p.name)), key=version_number)
 
     def metadata(self, version: str) -> dict[str, Any]:
         path = self.versions_dir / version / "metadata.json"
@@ -177,7 +185,7 @@ class ModelRegistry:
             meta["name"] = self.name
             while True:
                 existing = self.versions()
-                number = int(existing[-1][1:]) + 1 if existing else 1
+                number = version_number(existing[-1]) + 1 if existing else 1
                 version = f"v{number:04d}"
                 meta["version"] = version
                 meta["registered_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -159,11 +159,12 @@ def normalise(table: pa.Table | pd.DataFrame, report: ReadReport) -> pd.DataFram
     for canonical, source in report.source_columns.items():
         dtype = CANONICAL_DTYPES[canonical]
         if source is None:
-            out[canonical] = pd.Series(
-                pd.array([pd.NA] * n, dtype=dtype)
-                if dtype != "datetime64[us]"
-                else np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
-            )
+            if dtype.startswith("datetime"):
+                out[canonical] = pd.Series(np.full(n, np.datetime64("NaT"), dtype=dtype))
+            elif dtype == "float64":
+                out[canonical] = pd.Series(np.full(n, np.nan), dtype=dtype)
+            else:
+                out[canonical] = pd.Series(pd.array([pd.NA] * n, dtype=dtype))
             continue
         raw = _column(table, source)
         if dtype.startswith("datetime"):
@@ -216,9 +217,31 @@ def _to_datetime(raw: pd.Series, path: str, source: str) -> tuple[pd.Series, int
             "convert it to a timestamp type (TLC files store local New York time)."
         )
     else:
-        series = pd.to_datetime(raw, errors="coerce", format="mixed")
+        series = _parse_timestamp_strings(raw.astype("string"), path, source)
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert(_TIMEZONE).dt.tz_localize(None)
     series = series.astype("datetime64[us]")
     bad = int(series.isna().sum() - raw.isna().sum())
     return series, max(bad, 0)
+
+
+_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _parse_timestamp_strings(raw: pd.Series, path: str, source: str) -> pd.Series:
+    """Parse timestamp strings: naive ones are New York local time, ones with an offset are converted to it."""
+    has_offset = raw.str.strip().str.contains(_OFFSET_RE, regex=True, na=False).to_numpy()
+    out = pd.Series(np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[us]"), index=raw.index)
+    try:
+        if (~has_offset).any():
+            naive = pd.to_datetime(raw[~has_offset], errors="coerce", format="mixed")
+            out[~has_offset] = naive.astype("datetime64[us]")
+        if has_offset.any():
+            aware = pd.to_datetime(raw[has_offset], errors="coerce", format="mixed", utc=True)
+            out[has_offset] = aware.dt.tz_convert(_TIMEZONE).dt.tz_localize(None).astype("datetime64[us]")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise TripDataError(
+            f"{path}: column {source!r} holds timestamp strings that cannot be parsed ({exc}); "
+            "store timestamps as a parquet timestamp type in New York local time."
+        ) from exc
+    return out
