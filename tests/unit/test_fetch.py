@@ -1,0 +1,270 @@
+"""download() against a real local HTTP server: retries what is transient, fails at once on the rest."""
+
+from __future__ import annotations
+
+import collections
+import http.server
+import io
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tripduration.errors import DownloadError
+from tripduration.fetch import check_url, download
+
+
+def tiny_parquet_bytes() -> bytes:
+    table = pa.table({"PULocationID": pa.array([74, 41], pa.int64()), "trip_distance": [1.5, 2.0]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+PARQUET = tiny_parquet_bytes()
+JUNK = b"<html><body>Access denied</body></html>\n" * 20
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Routes of the fake TLC server; ``server.hits`` counts requests per path."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_args: object) -> None:  # keep the test output clean
+        return None
+
+    def _send(self, status: int, body: bytes = b"", length: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        hits = self.server.hits  # type: ignore[attr-defined]
+        hits[self.path] += 1
+        n = hits[self.path]
+        if self.path == "/ok.parquet":
+            self._send(200, PARQUET)
+        elif self.path == "/flaky.parquet":
+            self._send(500, b"oops") if n <= 2 else self._send(200, PARQUET)
+        elif self.path == "/busy.parquet":
+            self._send(429 if n == 1 else 200, b"slow down" if n == 1 else PARQUET)
+        elif self.path == "/always-500.parquet":
+            self._send(503, b"unavailable")
+        elif self.path == "/forbidden.parquet":
+            self._send(403, b"no")
+        elif self.path == "/junk.parquet":
+            self._send(200, JUNK)
+        elif self.path == "/short.parquet":
+            # first answer promises more bytes than it sends, then closes the connection
+            if n == 1:
+                self._send(200, PARQUET[: len(PARQUET) // 2], length=len(PARQUET))
+            else:
+                self._send(200, PARQUET)
+        elif self.path == "/chunked-cut.parquet":
+            self._send_chunked(PARQUET, cut=n == 1)
+        else:
+            self._send(404, b"not found")
+
+    def _send_chunked(self, body: bytes, cut: bool) -> None:
+        """One chunk; with ``cut``, the connection closes halfway through it (a dropped transfer)."""
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(f"{len(body):x}\r\n".encode())
+        self.wfile.write(body[: len(body) // 2] if cut else body + b"\r\n0\r\n\r\n")
+        self.close_connection = True
+
+
+@pytest.fixture
+def server() -> Iterator[http.server.ThreadingHTTPServer]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.hits = collections.Counter()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def url_of(httpd: http.server.ThreadingHTTPServer, path: str) -> str:
+    host, port = httpd.server_address[:2]
+    return f"http://{host}:{port}{path}"
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def test_valid_file_is_downloaded(server, tmp_path, sleeps):
+    dest = tmp_path / "green.parquet.tmp"
+    progress: list[tuple[int, int | None]] = []
+    size = download(url_of(server, "/ok.parquet"), dest, sleep=sleeps, progress=lambda d, t: progress.append((d, t)))
+    assert size == len(PARQUET)
+    assert dest.read_bytes() == PARQUET
+    assert server.hits["/ok.parquet"] == 1
+    assert sleeps == []
+    assert progress[-1] == (len(PARQUET), len(PARQUET))
+
+
+def test_404_fails_at_once_naming_the_url(server, tmp_path, sleeps):
+    url = url_of(server, "/green_tripdata_2031-01.parquet")
+    dest = tmp_path / "x.parquet"
+    with pytest.raises(DownloadError, match=re.escape(url) + r".*HTTP 404.*not retried") as info:
+        download(url, dest, sleep=sleeps)
+    assert info.value.transient is False
+    assert server.hits["/green_tripdata_2031-01.parquet"] == 1
+    assert sleeps == []
+    assert not dest.exists()
+
+
+def test_403_is_not_retried_either(server, tmp_path, sleeps):
+    with pytest.raises(DownloadError, match="HTTP 403") as info:
+        download(url_of(server, "/forbidden.parquet"), tmp_path / "x.parquet", sleep=sleeps)
+    assert info.value.transient is False
+    assert server.hits["/forbidden.parquet"] == 1
+
+
+def test_500_twice_then_success_retries_with_exponential_backoff(server, tmp_path, sleeps):
+    dest = tmp_path / "flaky.parquet"
+    size = download(url_of(server, "/flaky.parquet"), dest, backoff=2.0, sleep=sleeps)
+    assert size == len(PARQUET)
+    assert dest.read_bytes() == PARQUET
+    assert server.hits["/flaky.parquet"] == 3
+    assert sleeps == [2.0, 4.0]
+
+
+def test_429_is_retried(server, tmp_path, sleeps):
+    download(url_of(server, "/busy.parquet"), tmp_path / "busy.parquet", backoff=0.5, sleep=sleeps)
+    assert server.hits["/busy.parquet"] == 2
+    assert sleeps == [0.5]
+
+
+def test_persistent_5xx_gives_up_after_the_retries(server, tmp_path, sleeps):
+    url = url_of(server, "/always-500.parquet")
+    dest = tmp_path / "x.parquet"
+    with pytest.raises(DownloadError, match=re.escape(url) + r".*HTTP 503.*giving up after retries") as info:
+        download(url, dest, retries=2, backoff=1.0, sleep=sleeps)
+    assert info.value.transient is True
+    assert server.hits["/always-500.parquet"] == 3
+    assert sleeps == [1.0, 2.0]
+    assert not dest.exists()
+
+
+def test_connection_closed_early_is_retried(server, tmp_path, sleeps):
+    dest = tmp_path / "short.parquet"
+    assert download(url_of(server, "/short.parquet"), dest, sleep=sleeps) == len(PARQUET)
+    assert server.hits["/short.parquet"] == 2
+    assert sleeps == [2.0]
+    assert dest.read_bytes() == PARQUET
+
+
+def test_chunked_transfer_cut_off_is_retried(server, tmp_path, sleeps):
+    dest = tmp_path / "chunked.parquet"
+    assert download(url_of(server, "/chunked-cut.parquet"), dest, sleep=sleeps) == len(PARQUET)
+    assert server.hits["/chunked-cut.parquet"] == 2
+    assert sleeps == [2.0]
+
+
+def test_corrupt_file_fails_naming_the_url_and_leaves_no_file(server, tmp_path, sleeps):
+    url = url_of(server, "/junk.parquet")
+    dest = tmp_path / "junk.parquet"
+    with pytest.raises(DownloadError, match=re.escape(url) + ".*not readable parquet") as info:
+        download(url, dest, sleep=sleeps)
+    assert info.value.transient is False
+    assert not dest.exists()
+    assert server.hits["/junk.parquet"] == 1
+    assert sleeps == []
+
+
+def test_file_url_is_supported(tmp_path, sleeps):
+    src = tmp_path / "remote" / "green_tripdata_2021-01.parquet"
+    src.parent.mkdir()
+    src.write_bytes(PARQUET)
+    dest = tmp_path / "dest.parquet"
+    assert download(src.as_uri(), dest, sleep=sleeps) == len(PARQUET)
+    assert dest.read_bytes() == PARQUET
+
+
+def test_missing_file_url_fails_at_once(tmp_path, sleeps):
+    url = (tmp_path / "absent.parquet").as_uri()
+    with pytest.raises(DownloadError, match=re.escape(url)) as info:
+        download(url, tmp_path / "dest.parquet", sleep=sleeps)
+    assert info.value.transient is False
+    assert sleeps == []
+    assert not (tmp_path / "dest.parquet").exists()
+
+
+def test_unreachable_server_is_transient(tmp_path, sleeps):
+    # a port that was just free: nothing listens there any more
+    probe = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    port = probe.server_address[1]
+    probe.server_close()
+    with pytest.raises(DownloadError) as info:
+        download(f"http://127.0.0.1:{port}/x.parquet", tmp_path / "x", retries=1, backoff=0.1, sleep=sleeps)
+    assert info.value.transient is True
+    assert sleeps == [0.1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/green.parquet", "FTP://example.com/x", "/etc/passwd", "javascript:alert(1)", "gopher://x"],
+)
+def test_other_schemes_are_refused_before_any_io(url, tmp_path):
+    opened: list[str] = []
+    with pytest.raises(DownloadError, match="is not allowed") as info:
+        download(url, tmp_path / "x", opener=lambda *a, **k: opened.append(a[0]))
+    assert info.value.transient is False
+    assert opened == []
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("url", ["http://h/x", "HTTPS://h/x", "file:///tmp/x"])
+def test_allowed_schemes_pass_check_url(url):
+    assert check_url(url) == url
+
+
+def test_unknown_exceptions_from_the_opener_are_not_retried(tmp_path, sleeps):
+    def opener(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("something unexpected")
+
+    with pytest.raises(DownloadError, match="ValueError: something unexpected") as info:
+        download("https://example.invalid/x.parquet", tmp_path / "x", sleep=sleeps, opener=opener)
+    assert info.value.transient is False
+    assert sleeps == []
+
+
+def test_timeouts_are_retried(tmp_path, sleeps):
+    calls: list[float] = []
+
+    def opener(_url: str, timeout: float) -> None:
+        calls.append(timeout)
+        raise TimeoutError("timed out")
+
+    with pytest.raises(DownloadError, match="giving up") as info:
+        download(
+            "https://example.invalid/x.parquet",
+            Path(tmp_path / "x"),
+            timeout=3.0,
+            retries=3,
+            sleep=sleeps,
+            opener=opener,
+        )
+    assert info.value.transient is True
+    assert calls == [3.0] * 4
+    assert sleeps == [2.0, 4.0, 8.0]
