@@ -44,14 +44,31 @@ use_project_config()
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import TrainingPipeline  # noqa: E402,F401
+from tripduration.months import COLORS, format_month, parse_month, parse_month_list  # noqa: E402
+
+
+def _month(value: str) -> str:
+    try:
+        return format_month(parse_month(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _months(value: str) -> str:
+    try:
+        return ",".join(format_month(m) for m in parse_month_list(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train, evaluate and register the NYC taxi trip-duration model.")
-    parser.add_argument("--color", default=None, help="taxi colour (default from luigi.cfg / green)")
-    parser.add_argument("--train-months", default=None, help="e.g. 2021-01 or 2021-01,2021-02 or 2021-01..2021-06")
-    parser.add_argument("--val-month", default=None, help="validation month, YYYY-MM")
-    parser.add_argument("--test-month", default=None, help="test month, YYYY-MM")
+    parser.add_argument("--color", default=None, choices=COLORS, help="taxi colour (default green)")
+    parser.add_argument(
+        "--train-months", default=None, type=_months, help="e.g. 2021-01 or 2021-01,2021-02 or 2021-01..2021-06"
+    )
+    parser.add_argument("--val-month", default=None, type=_month, help="validation month, YYYY-MM")
+    parser.add_argument("--test-month", default=None, type=_month, help="test month, YYYY-MM")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     parser.add_argument("--scheduler-host", default=None, help="use the central scheduler (luigid) on this host")
     parser.add_argument("--scheduler-port", type=int, default=None, help="port of the central scheduler")

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import luigi
 from luigi.task import flatten
 
-from tripduration.months import COLORS, format_month, parse_month_list
+from tripduration.months import COLORS, format_month, parse_month, parse_month_list
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,13 @@ class ColorParameter(luigi.ChoiceParameter):
         kwargs.setdefault("default", "green")
         kwargs.setdefault("description", f"taxi colour, one of {', '.join(COLORS)}")
         super().__init__(**kwargs)
+
+
+class MonthParameter(luigi.MonthParameter):
+    """A month ``YYYY-MM`` whose parse errors say what is wrong (``2021-13``: month number 13...)."""
+
+    def parse(self, s: str) -> dt.date:
+        return parse_month(s)
 
 
 class MonthListParameter(luigi.Parameter):

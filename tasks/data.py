@@ -10,6 +10,7 @@ from luigi.util import inherits, requires
 
 from tasks.base import (
     ColorParameter,
+    MonthParameter,
     PipelineTask,
     atomic_path,
     download,
@@ -34,7 +35,7 @@ class TripData(PipelineTask):
     """
 
     color = ColorParameter()
-    month = luigi.MonthParameter(description="month of trips, YYYY-MM")
+    month = MonthParameter(description="month of trips, YYYY-MM")
 
     def file_name(self) -> str:
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"

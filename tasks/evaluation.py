@@ -7,7 +7,7 @@ from pathlib import Path
 
 import luigi
 
-from tasks.base import atomic_path, read_json
+from tasks.base import MonthParameter, atomic_path, read_json
 from tasks.data import ModelInputTable, read_table
 from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
 from tripduration.months import format_month
@@ -22,7 +22,7 @@ class EvaluationReport(TrainingWindow):
     """
 
     code_version = 1
-    test_month = luigi.MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
+    test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
 
     def requires(self) -> dict[str, luigi.Task]:
         return {

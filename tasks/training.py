@@ -11,6 +11,7 @@ import luigi
 from tasks.base import (
     ColorParameter,
     MonthListParameter,
+    MonthParameter,
     PipelineTask,
     atomic_path,
     model_search,
@@ -28,7 +29,7 @@ class TrainingWindow(PipelineTask):
 
     color = ColorParameter()
     train_months = MonthListParameter(default="2021-01", description="training months, e.g. 2021-01,2021-02")
-    val_month = luigi.MonthParameter(default=dt.date(2021, 2, 1), description="validation month")
+    val_month = MonthParameter(default=dt.date(2021, 2, 1), description="validation month")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,8 +37,14 @@ def test_full_graph_registers_a_model_with_complete_metadata(pipeline_env, run_t
     assert result.ok, result
     # 3 validated months, 3 tables, 3 candidates, selection, 2 final models, report, registration, wrapper
     assert result.families() == {
-        "ValidatedTrips", "ModelInputTable", "CandidateScore", "ModelSelection", "FinalModel",
-        "EvaluationReport", "RegisteredModel", "TrainingPipeline",
+        "ValidatedTrips",
+        "ModelInputTable",
+        "CandidateScore",
+        "ModelSelection",
+        "FinalModel",
+        "EvaluationReport",
+        "RegisteredModel",
+        "TrainingPipeline",
     }
     assert sum(r.startswith("CandidateScore") for r in result.ran) == 3
     assert sum(r.startswith("FinalModel") for r in result.ran) == 2
@@ -69,7 +76,7 @@ def test_validated_trips_account_for_every_row(pipeline_env, run_tasks):
     task = ValidatedTrips(month=dt.date(2021, 1, 1))
     assert run_tasks([task]).ok
     out = task.output()
-    summary = json.loads(open(out["summary.json"].path).read())
+    summary = json.loads(Path(out["summary.json"].path).read_text())
     kept = pd.read_parquet(out["kept.parquet"].path)
     rejected = pd.read_parquet(out["rejected.parquet"].path)
     assert summary["rows_in"] == len(kept) + len(rejected) == 4000
@@ -95,7 +102,11 @@ def test_changing_only_the_test_month_trains_no_model(pipeline_env, run_tasks):
     assert result.ok, result
     assert not result.families() & TRAINING_FAMILIES, result.ran
     assert result.families() == {
-        "ValidatedTrips", "ModelInputTable", "EvaluationReport", "RegisteredModel", "TrainingPipeline",
+        "ValidatedTrips",
+        "ModelInputTable",
+        "EvaluationReport",
+        "RegisteredModel",
+        "TrainingPipeline",
     }
     assert all("2021-04" in r for r in result.ran if r.startswith(("ValidatedTrips", "ModelInputTable")))
     assert ModelRegistry(pipeline_env.registry_dir, "green-trip-duration").versions() == ["v0001", "v0002"]
@@ -136,7 +147,7 @@ def test_missing_month_is_downloaded_from_the_url_template(pipeline_env, run_tas
     task = TripData(month=dt.date(2021, 2, 1))
     assert str(pipeline_env.work_dir) in task.output().path
     assert run_tasks([task]).ok
-    assert (remote / name).read_bytes() == open(task.output().path, "rb").read()
+    assert (remote / name).read_bytes() == Path(task.output().path).read_bytes()
 
 
 def test_missing_month_that_cannot_be_downloaded_fails_naming_the_url(pipeline_env, run_tasks):

@@ -128,8 +128,14 @@ def test_sigkill_mid_run_then_rerun_keeps_finished_work(pipeline_env):
     """Kill the real CLI with SIGKILL once some candidates are scored; the rerun keeps their outputs."""
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(pipeline_env.cfg_file), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, str(ROOT / "pipeline.py")]
-    proc = subprocess.Popen(cmd, cwd=pipeline_env.work_dir.parent, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=pipeline_env.work_dir.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     scores_dir = pipeline_env.work_dir / "CandidateScore"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(scores_dir.glob("*/score.json"))) < 1:
