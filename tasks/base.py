@@ -214,9 +214,12 @@ def _limit_native_threads(task: PipelineTask) -> None:
 
     from threadpoolctl import threadpool_limits
 
+    # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
+    # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
+    threadpool_limits(limits=1, user_api="blas")
     configured = parallelism().threads_per_task
     forked = multiprocessing.current_process().name != "MainProcess"
     threads = configured or (1 if forked else None)
     if threads:
         # applies process-wide until the process ends; forked task processes end with their task
-        threadpool_limits(limits=threads)
+        threadpool_limits(limits=threads, user_api="openmp")

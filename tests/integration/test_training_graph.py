@@ -177,3 +177,16 @@ def test_selection_and_final_models_do_not_depend_on_the_test_month(pipeline_env
     for family in (ModelSelection, FinalModel):
         assert family().output_dir() == family().output_dir()
     assert "test_month" not in FinalModel.get_param_names()
+
+
+def test_same_inputs_give_identical_metrics_with_any_worker_count(pipeline_env, run_tasks, config, tmp_path):
+    def metrics() -> dict:
+        registry = ModelRegistry(Path(config.config.get("paths", "registry_dir")), "green-trip-duration")
+        return registry.metadata(registry.versions()[-1])["metrics"]
+
+    assert run_tasks([default_pipeline()], workers=1).ok
+    first = metrics()
+    config.set("paths", "work_dir", str(tmp_path / "work2"))
+    config.set("paths", "registry_dir", str(tmp_path / "models2"))
+    assert run_tasks([default_pipeline()], workers=2).ok
+    assert metrics() == first
