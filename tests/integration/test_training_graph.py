@@ -190,3 +190,32 @@ def test_same_inputs_give_identical_metrics_with_any_worker_count(pipeline_env, 
     config.set("paths", "registry_dir", str(tmp_path / "models2"))
     assert run_tasks([default_pipeline()], workers=2).ok
     assert metrics() == first
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"VendorID,lpep_pickup_datetime\n2,2021-01-01 00:00:00\n", "not a readable parquet file"),
+        (b"", "not a readable parquet file"),
+    ],
+)
+def test_bad_raw_file_fails_validation_naming_the_file(pipeline_env, run_tasks, content, message, caplog):
+    raw = pipeline_env.raw_dir / "green_tripdata_2021-01.parquet"
+    raw.write_bytes(content)
+    task = ValidatedTrips(month=dt.date(2021, 1, 1))
+    with caplog.at_level("ERROR", logger="luigi-interface"):
+        result = run_tasks([task])
+    assert not result.ok and result.failed == [str(task)]
+    assert message in caplog.text and str(raw) in caplog.text
+    assert not task.output_dir().exists() or not any(task.output_dir().iterdir())
+
+
+def test_raw_file_without_a_required_column_names_it(pipeline_env, run_tasks, caplog):
+    import pyarrow.parquet as pq
+
+    raw = pipeline_env.raw_dir / "green_tripdata_2021-01.parquet"
+    pq.write_table(pq.read_table(raw).drop_columns(["PULocationID"]), raw)
+    with caplog.at_level("ERROR", logger="luigi-interface"):
+        result = run_tasks([ValidatedTrips(month=dt.date(2021, 1, 1))])
+    assert not result.ok
+    assert "required column 'PULocationID' is missing" in caplog.text and str(raw) in caplog.text
