@@ -1,15 +1,22 @@
 #!/usr/bin/env python
-"""Entry point: ``python pipeline.py [options]`` runs TrainingPipeline.
+"""Entry point of the pipeline.
 
-Works from any working directory: it finds its own ``luigi.cfg`` and package folders next to this file.
-Exit codes are luigi's ``[retcode]`` codes from luigi.cfg (0 success, 30 a task failed, 20 missing input
-data, 10 already running, ...). ``luigi --module pipeline TrainingPipeline --local-scheduler`` also works
-(from this folder, or with it on PYTHONPATH), because importing this module registers every task.
+    python pipeline.py [train] [--train-months ...] [--val-month M] [--test-month M]   TrainingPipeline
+    python pipeline.py monthly [--month YYYY-MM|last]                                 MonthlyTraining
+    python pipeline.py backfill --start YYYY-MM --stop YYYY-MM                        RangeMonthly backfill
+
+Common flags: ``--color``, ``--workers N``, ``--scheduler-host/--scheduler-port`` (central scheduler; the
+local scheduler is used otherwise). Works from any working directory: it reads the ``luigi.cfg`` next to
+this file (``$LUIGI_CONFIG_PATH`` overrides it). Exit codes are luigi's ``[retcode]`` codes in luigi.cfg:
+0 success, 10 already running, 20 missing input data, 25 not run, 30 a task failed, 35 scheduling error,
+40 unhandled exception. ``python -m luigi --module pipeline TrainingPipeline --local-scheduler`` also works,
+because importing this module registers every task.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -19,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import luigi  # noqa: E402
-import luigi.retcodes  # noqa: E402
+import luigi.interface  # noqa: E402
 from luigi.configuration import LuigiConfigParser  # noqa: E402
 
 
@@ -42,64 +49,96 @@ def use_project_config() -> None:
 
 use_project_config()
 
+from luigi.tools.range import RangeMonthly  # noqa: E402
+
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
-from tasks import TrainingPipeline  # noqa: E402,F401
-from tripduration.months import COLORS, format_month, parse_month, parse_month_list  # noqa: E402
+from tasks import MonthlyTraining, TrainingPipeline  # noqa: E402
+from tasks.runner import run  # noqa: E402
+from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
+
+COMMANDS = ("train", "monthly", "backfill")
 
 
-def _month(value: str) -> str:
+def _month(value: str) -> dt.date:
     try:
-        return format_month(parse_month(value))
+        return parse_month(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _months(value: str) -> str:
+def _month_or_last(value: str) -> dt.date:
+    if value == "last":  # the month that just ended
+        return add_months(parse_month(dt.date.today()), -1)
+    return _month(value)
+
+
+def _months(value: str) -> tuple[dt.date, ...]:
     try:
-        return ",".join(format_month(m) for m in parse_month_list(value))
+        return parse_month_list(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    common.add_argument("--workers", type=int, default=None, help="parallel worker processes ([core] workers)")
+    common.add_argument("--scheduler-host", default=None, help="use the central scheduler (luigid) on this host")
+    common.add_argument("--scheduler-port", type=int, default=None, help="port of the central scheduler")
+
     parser = argparse.ArgumentParser(description="Train, evaluate and register the NYC taxi trip-duration model.")
-    parser.add_argument("--color", default=None, choices=COLORS, help="taxi colour (default green)")
-    parser.add_argument(
-        "--train-months", default=None, type=_months, help="e.g. 2021-01 or 2021-01,2021-02 or 2021-01..2021-06"
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", parents=[common], help="TrainingPipeline for explicit months (default)")
+    train.add_argument(
+        "--train-months", type=_months, default=None, help="2021-01 | 2021-01,2021-02 | 2021-01..2021-06"
     )
-    parser.add_argument("--val-month", default=None, type=_month, help="validation month, YYYY-MM")
-    parser.add_argument("--test-month", default=None, type=_month, help="test month, YYYY-MM")
-    parser.add_argument("--workers", type=int, default=None, help="parallel worker processes")
-    parser.add_argument("--scheduler-host", default=None, help="use the central scheduler (luigid) on this host")
-    parser.add_argument("--scheduler-port", type=int, default=None, help="port of the central scheduler")
+    train.add_argument("--val-month", type=_month, default=None, help="validation month, YYYY-MM")
+    train.add_argument("--test-month", type=_month, default=None, help="test month, YYYY-MM")
+    monthly = sub.add_parser("monthly", parents=[common], help="MonthlyTraining for one month (cron)")
+    monthly.add_argument("--month", type=_month_or_last, default="last", help="test month M, or 'last' (default)")
+    backfill = sub.add_parser("backfill", parents=[common], help="MonthlyTraining for every month of a span")
+    backfill.add_argument("--start", type=_month, required=True, help="first month, inclusive")
+    backfill.add_argument("--stop", type=_month, required=True, help="last month, inclusive")
     return parser
 
 
-def luigi_argv(args: argparse.Namespace) -> list[str]:
-    """Translate our flags into a luigi command line (so luigi's retcodes and summary apply)."""
-    argv = ["TrainingPipeline"]
-    for flag, value in (
-        ("--color", args.color),
-        ("--train-months", args.train_months),
-        ("--val-month", args.val_month),
-        ("--test-month", args.test_month),
-        ("--workers", args.workers),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.scheduler_host or args.scheduler_port:
-        argv += ["--scheduler-host", args.scheduler_host or "127.0.0.1"]
-        if args.scheduler_port:
-            argv += ["--scheduler-port", str(args.scheduler_port)]
-    else:
-        argv.append("--local-scheduler")
-    return argv
+def tasks_for(args: argparse.Namespace) -> list[luigi.Task]:
+    if args.command == "monthly":
+        return [MonthlyTraining(month=args.month, color=args.color)]
+    if args.command == "backfill":
+        months_back = (dt.date.today().year - args.start.year) * 12 + dt.date.today().month - args.start.month + 1
+        return [
+            RangeMonthly(
+                of=MonthlyTraining,
+                of_params={"color": args.color},
+                start=args.start,
+                stop=add_months(args.stop, 1),
+                months_back=max(months_back, 13),
+            )
+        ]
+    given = {
+        "train_months": args.train_months,
+        "val_month": args.val_month,
+        "test_month": args.test_month,
+    }
+    return [TrainingPipeline(color=args.color, **{k: v for k, v in given.items() if v is not None})]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv.insert(0, "train")
     args = build_parser().parse_args(argv)
-    luigi.retcodes.run_with_retcodes(luigi_argv(args))
+    luigi.interface.InterfaceLogging.setup(luigi.interface.core())
+    try:
+        tasks = tasks_for(args)
+    except ValueError as exc:  # e.g. overlapping months: refused before anything runs
+        print(f"pipeline.py: error: {exc}", file=sys.stderr)
+        return 2
+    code = run(tasks, workers=args.workers, scheduler_host=args.scheduler_host, scheduler_port=args.scheduler_port)
+    print(f"pipeline.py: {args.command} {' '.join(t.task_id for t in tasks)}: exit code {code}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,7 +4,7 @@ atomically under a path derived from its parameters (see :mod:`tasks.base`)."""
 from tasks.base import PipelineTask, download, model_search, parallelism, paths, registry, validation
 from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
 from tasks.evaluation import EvaluationReport
-from tasks.pipelines import TrainingPipeline
+from tasks.pipelines import MonthlyTraining, TrainingPipeline, monthly
 from tasks.registration import RegisteredModel
 from tasks.training import CandidateScore, FinalModel, ModelSelection
 
@@ -14,6 +14,7 @@ __all__ = [
     "FinalModel",
     "ModelInputTable",
     "ModelSelection",
+    "MonthlyTraining",
     "PipelineTask",
     "RegisteredModel",
     "TrainingPipeline",
@@ -22,6 +23,7 @@ __all__ = [
     "ZoneLookup",
     "download",
     "model_search",
+    "monthly",
     "parallelism",
     "paths",
     "registry",

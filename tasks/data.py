@@ -36,6 +36,8 @@ class TripData(PipelineTask):
 
     color = ColorParameter()
     month = MonthParameter(description="month of trips, YYYY-MM")
+    #: downloads are what fails transiently: allow more scheduler retries (on top of the in-task backoff)
+    retry_count = 5
 
     def file_name(self) -> str:
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import luigi
 from luigi.util import requires
 
+from tasks.base import ColorParameter, MonthParameter
 from tasks.registration import RegisteredModel
+from tripduration.months import add_months, check_split
 
 
 @requires(RegisteredModel)
@@ -15,3 +19,32 @@ class TrainingPipeline(luigi.WrapperTask):
     Parameters: ``--color``, ``--train-months`` (one or more), ``--val-month``, ``--test-month``.
     Defaults: green, train 2021-01, validate 2021-02, test 2021-03.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_split(self.train_months, self.val_month, self.test_month)  # refuse overlaps before any file
+
+
+class monthly(luigi.Config):  # noqa: N801
+    """``[monthly]``: the window of the monthly job."""
+
+    train_window = luigi.IntParameter(default=1, description="number of training months before the validation month")
+
+
+class MonthlyTraining(luigi.WrapperTask):
+    """The monthly job for ``month`` M (the latest month with trips, usually the one that just ended).
+
+    Tests on M, validates on M-1 and trains on the ``[monthly] train_window`` months before that. It has one
+    month parameter, so ``luigi.tools.range.RangeMonthly(of=MonthlyTraining)`` backfills a span of months.
+    """
+
+    month = MonthParameter(description="test month M; validation is M-1, training the months before")
+    color = ColorParameter()
+
+    def requires(self) -> TrainingPipeline:
+        window = monthly().train_window
+        if window < 1:
+            raise ValueError(f"[monthly] train_window is {window}; it must be at least 1")
+        val = add_months(self.month, -1)
+        train = tuple(add_months(val, -k) for k in range(window, 0, -1))
+        return TrainingPipeline(color=self.color, train_months=train, val_month=val, test_month=self.month)

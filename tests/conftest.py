@@ -125,6 +125,11 @@ def pipeline_env(tmp_path: Path, sample_raw_dir: Path, config: ConfigOverride) -
         ("download", "url_template"): f"file://{tmp_path}/remote/{{color}}_tripdata_{{month}}.parquet",
         ("download", "retries"): "1",
         ("download", "backoff_seconds"): "0.01",
+        # fail fast: one failure disables a task (tests of retries set their own counts)
+        ("scheduler", "retry_count"): "1",
+        ("scheduler", "retry_delay"): "0.1",
+        ("worker", "wait_interval"): "0.1",
+        ("worker", "wait_jitter"): "0",
     }
     for (section, key), value in values.items():
         config.set(section, key, value)

@@ -99,3 +99,18 @@ def download(
         dest.unlink(missing_ok=True)
         raise DownloadError(f"{url}: the downloaded file is not readable parquet ({exc})", transient=False) from exc
     return size
+
+
+def probe(url: str, *, timeout: float = 15.0, opener: Callable[..., Any] = urllib.request.urlopen) -> bool | None:
+    """Is the file at ``url`` there? True, False (404/403/410 or no such file), or None (cannot tell now)."""
+    check_url(url)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path)).is_file()
+    try:
+        with opener(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError as exc:
+        return False if exc.code in (403, 404, 410) else None
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        return None

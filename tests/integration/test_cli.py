@@ -58,11 +58,20 @@ def test_bad_parameters_fail_before_touching_files(pipeline_env, tmp_path, args,
     assert not pipeline_env.work_dir.exists()
 
 
-def test_a_failed_task_exits_with_the_task_failed_code(pipeline_env, tmp_path):
-    # 2020-06 is neither in the raw directory nor at the (file://) URL template: TripData fails
+def test_a_month_that_is_not_published_exits_with_the_missing_data_code(pipeline_env, tmp_path):
+    # 2020-06 is neither in the raw directory nor at the (file://) URL template: nothing runs, exit 20
     result = cli(pipeline_env.cfg_file, "--train-months", "2020-06", cwd=tmp_path)
+    assert result.returncode == 20, result.stderr[-2000:]
+    assert "missing input data" in result.stderr and "green 2020-06" in result.stderr
+    assert not list(pipeline_env.work_dir.glob("*/*"))
+
+
+def test_a_failed_task_exits_with_the_task_failed_code(pipeline_env, tmp_path):
+    (pipeline_env.raw_dir / "green_tripdata_2021-02.parquet").write_text("not,parquet\n1,2\n")
+    result = cli(pipeline_env.cfg_file, cwd=tmp_path)
     assert result.returncode == 30, result.stderr[-2000:]
-    assert "green_tripdata_2020-06.parquet" in result.stderr
+    assert "green_tripdata_2021-02.parquet: not a readable parquet file" in result.stderr
+    assert "ValidatedTrips(color=green, month=2021-02)" in result.stderr.split("Execution Summary")[1]
 
 
 @pytest.mark.slow

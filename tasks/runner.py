@@ -1,0 +1,143 @@
+"""Running a job: the work-directory lock, the missing-data pre-flight check and the exit code.
+
+Used by ``pipeline.py`` (and so by cron). Luigi's own process lock is keyed on the exact command line and
+``luigi.build`` takes none, so two overlapping runs with the local scheduler could run the same task twice:
+the lock here belongs to the work directory instead. With the central scheduler, luigid coordinates the
+workers and no lock is taken, so several worker processes can share one graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import luigi
+import luigi.retcodes
+from luigi.execution_summary import LuigiStatusCode
+from luigi.task import flatten
+
+from tasks.base import download, paths, project_path
+from tasks.data import TripData
+from tripduration.fetch import probe
+from tripduration.months import format_month
+
+log = logging.getLogger("luigi-interface")
+
+
+class AlreadyRunningError(RuntimeError):
+    """Another run holds the work directory's lock."""
+
+
+@contextlib.contextmanager
+def work_dir_lock() -> Iterator[Path]:
+    """Hold an exclusive, non-blocking lock on the work directory for the life of the run.
+
+    The kernel releases it when the process dies, so a killed run never leaves a stale lock.
+    """
+    work = project_path(paths().work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    lock_path = work / ".pipeline.lock"
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = Path(lock_path).read_text().strip() or "another process"
+                raise AlreadyRunningError(
+                    f"{lock_path} is held by {holder}: a run on this work directory is going on"
+                ) from None
+            raise
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield lock_path
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _walk(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
+    seen: set[str] = set()
+    stack = list(tasks)
+    while stack:
+        task = stack.pop()
+        if task.task_id in seen:
+            continue
+        seen.add(task.task_id)
+        yield task
+        if isinstance(task, TripData) or task.complete():
+            continue
+        stack.extend(flatten(task.requires()))
+
+
+def missing_months(tasks: Iterable[luigi.Task]) -> list[str]:
+    """Months the graph needs whose file is neither in the raw directory nor published at the URL.
+
+    Only a definite "not there" (404/403, or no such file) counts; a network error is left to the task,
+    which retries it.
+    """
+    missing = []
+    template = download().url_template
+    for task in _walk(tasks):
+        if isinstance(task, TripData) and not task.complete():
+            url = template.format(color=task.color, month=format_month(task.month))
+            if probe(url) is False:
+                missing.append(f"{task.color} {format_month(task.month)} ({url})")
+    return sorted(missing)
+
+
+def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: list[luigi.Task]) -> int:
+    """Map a run to luigi's ``[retcode]`` codes; 0 whenever the requested tasks are complete.
+
+    With several workers on one central scheduler, a worker reports the tasks that others ran as "not
+    granted run permission"; that is not a failure when the job is done, so completeness decides first.
+    """
+    codes = luigi.retcodes.retcode()
+    if all(task.complete() for task in roots):
+        return 0
+    return {
+        LuigiStatusCode.FAILED: codes.task_failed,
+        LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED: max(codes.task_failed, codes.scheduling_error),
+        LuigiStatusCode.SCHEDULING_FAILED: codes.scheduling_error,
+        LuigiStatusCode.MISSING_EXT: codes.missing_data,
+    }.get(result.status, codes.not_run) or 1
+
+
+def run(
+    tasks: list[luigi.Task],
+    *,
+    workers: int | None = None,
+    scheduler_host: str | None = None,
+    scheduler_port: int | None = None,
+) -> int:
+    """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg)."""
+    codes = luigi.retcodes.retcode()
+    central = bool(scheduler_host or scheduler_port)
+    kwargs: dict[str, object] = {"detailed_summary": True, "local_scheduler": not central}
+    if workers is not None:
+        kwargs["workers"] = workers
+    if central:
+        kwargs["scheduler_host"] = scheduler_host or "127.0.0.1"
+        if scheduler_port:
+            kwargs["scheduler_port"] = scheduler_port
+    lock = contextlib.nullcontext() if central else work_dir_lock()
+    try:
+        with lock:
+            if not all(task.complete() for task in tasks):
+                missing = missing_months(tasks)
+                if missing:
+                    log.error("missing input data, nothing was run: %s", "; ".join(missing))
+                    return codes.missing_data or 1
+            result = luigi.build(tasks, **kwargs)
+            return exit_code(result, tasks)
+    except AlreadyRunningError as exc:
+        log.error("already running: %s", exc)
+        return codes.already_running or 1
