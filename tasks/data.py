@@ -97,6 +97,9 @@ class ValidatedTrips(PipelineTask):
             with atomic_path(out[name]) as tmp:
                 frame.to_parquet(tmp, index=False)
         write_json(out["summary.json"], summary)
+        self.progress(
+            f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 100
+        )
 
 
 @requires(ValidatedTrips)
@@ -109,10 +112,13 @@ class ModelInputTable(PipelineTask):
         return self.target("table.parquet")
 
     def run(self) -> None:
+        self.progress("reading kept trips", 10)
         kept = pd.read_parquet(self.input()["kept.parquet"].path)
         table = modelling_table(kept)
+        self.progress(f"writing {len(table)} rows of model inputs and target", 60)
         with atomic_path(self.output()) as tmp:
             table.to_parquet(tmp, index=False)
+        self.progress(f"{len(table)} rows", 100)
 
 
 def read_table(target: luigi.LocalTarget) -> pd.DataFrame:

@@ -85,7 +85,10 @@ class ModelSelection(TrainingWindow):
         return self.target("selection.json")
 
     def run(self) -> None:
-        write_json(self.output(), select_best([read_json(t) for t in self.input()]))
+        selection = select_best([read_json(t) for t in self.input()])
+        write_json(self.output(), selection)
+        rmse = selection["best_validation"]["rmse"]
+        self.progress(f"best of {len(selection['ranking'])}: {selection['best']} (validation RMSE {rmse:.3f})", 100)
 
 
 class FinalModel(TrainingWindow):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,3 +181,80 @@ def run_tasks() -> Iterator:
     yield run
     luigi.Task.remove_event_handler(luigi.Event.SUCCESS, on_success)
     luigi.Task.remove_event_handler(luigi.Event.FAILURE, on_failure)
+
+
+# --------------------------------------------------------------------------- central scheduler
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Luigid:
+    port: int
+    home: Path
+    history_db: Path
+    process: object
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, method: str, **data: object) -> dict:
+        import json
+        import urllib.parse
+        import urllib.request
+
+        query = urllib.parse.urlencode({"data": json.dumps(data)})
+        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as response:
+            return json.loads(response.read())["response"]
+
+    def history(self, sql: str) -> list[tuple]:
+        import sqlite3
+
+        with sqlite3.connect(self.history_db) as db:
+            return db.execute(sql).fetchall()
+
+
+def start_luigid(home: Path, extra_config: str = "") -> Luigid:
+    """A real luigid on a free 127.0.0.1 port with SQLite task history, started through bin/scheduler."""
+    import subprocess
+    import time
+
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "scheduler.cfg"
+    cfg.write_text(
+        "[scheduler]\n"
+        f"state_path = {home}/state.pickle\nrecord_task_history = true\nprune_on_get_work = true\n"
+        "retry_delay = 1\nretry_count = 3\nstable_done_cooldown_secs = 0\n"
+        f"{extra_config}\n[task_history]\ndb_connection = sqlite:///{home}/history.db\n"
+    )
+    env = {**os.environ, "SCHEDULER_PORT": str(port), "SCHEDULER_DIR": str(home), "SCHEDULER_CONFIG": str(cfg)}
+    started = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    daemon = Luigid(port=port, home=home, history_db=home / "history.db", process=env)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            daemon.api("task_list")
+            return daemon
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("luigid did not answer")
+
+
+def stop_luigid(daemon: Luigid) -> None:
+    import subprocess
+
+    subprocess.run([str(ROOT / "bin" / "scheduler"), "stop"], env=daemon.process, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def luigid(tmp_path: Path) -> Iterator[Luigid]:
+    daemon = start_luigid(tmp_path / "scheduler")
+    yield daemon
+    stop_luigid(daemon)

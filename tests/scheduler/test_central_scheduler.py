@@ -1,0 +1,160 @@
+"""The pipeline against a real luigid: progress, history, several workers, retries (real processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import luigi
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pipeline(env_cfg: Path, *args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(env_cfg)}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "pipeline.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def test_pipeline_reports_to_luigid_with_progress_and_history(pipeline_env, luigid, tmp_path):
+    code, out = finish(pipeline(pipeline_env.cfg_file, "--scheduler-port", str(luigid.port), cwd=tmp_path))
+    assert code == 0, out[-3000:]
+
+    tasks = luigid.api("task_list", status="DONE")
+    families = {t["name"] for t in tasks.values()}
+    assert families == {
+        "ZoneLookup",
+        "TripData",
+        "ValidatedTrips",
+        "ModelInputTable",
+        "CandidateScore",
+        "ModelSelection",
+        "FinalModel",
+        "EvaluationReport",
+        "RegisteredModel",
+        "TrainingPipeline",
+    }
+    assert len(tasks) == 19  # with the 3 test candidates
+    assert not luigid.api("task_list", status="FAILED")
+    messages = {t["display_name"]: t["status_message"] for t in tasks.values()}
+    for family in (
+        "ValidatedTrips",
+        "ModelInputTable",
+        "CandidateScore",
+        "ModelSelection",
+        "FinalModel",
+        "EvaluationReport",
+        "RegisteredModel",
+    ):
+        assert all(m for name, m in messages.items() if name.startswith(family)), family
+    assert any("kept" in (m or "") for m in messages.values())
+    assert all(t["progress_percentage"] == 100 for t in tasks.values() if t["name"] == "CandidateScore")
+    found = luigid.api("task_search", task_str="CandidateScore")
+    assert len(found["DONE"]) == 3
+
+    # the history database has one run (RUNNING then DONE) per task that ran: 15 (the 4 inputs were there)
+    runs = luigid.history(
+        "select t.name, count(*) from tasks t join task_events e on e.task_id = t.id "
+        "where e.event_name = 'RUNNING' group by t.id"
+    )
+    assert len(runs) == 15 and all(count == 1 for _, count in runs)
+    done = luigid.history("select count(*) from task_events where event_name = 'DONE'")[0][0]
+    assert done >= 15
+
+
+def test_two_worker_processes_share_one_graph_and_no_task_runs_twice(pipeline_env, luigid, tmp_path):
+    args = ("--scheduler-port", str(luigid.port))
+    first = pipeline(pipeline_env.cfg_file, *args, cwd=tmp_path)
+    second = pipeline(pipeline_env.cfg_file, *args, "--workers", "2", cwd=tmp_path)
+    (code1, out1), (code2, out2) = finish(first), finish(second)
+    assert (code1, code2) == (0, 0), (out1[-2000:], out2[-2000:])
+    done_lines = [line for out in (out1, out2) for line in out.splitlines() if ") done " in line]
+    assert len(done_lines) == 15, "every task ran exactly once across the two processes"
+    runs = luigid.history(
+        "select t.name, t.id, count(*) from tasks t join task_events e on e.task_id = t.id "
+        "where e.event_name = 'RUNNING' group by t.id"
+    )
+    per_task: dict[str, int] = {}
+    for name, task_id, count in runs:
+        params = luigid.history(f"select name, value from task_parameters where task_id = {task_id}")
+        per_task[f"{name}{sorted(params)}"] = per_task.get(f"{name}{sorted(params)}", 0) + count
+    assert len(per_task) == 15
+    assert set(per_task.values()) == {1}, {k: v for k, v in per_task.items() if v != 1}
+    versions = list((pipeline_env.registry_dir / "green-trip-duration" / "versions").iterdir())
+    assert len(versions) == 1
+
+
+class FlakyTask(luigi.Task):
+    """Fails ``failures`` times, then writes its output; counts attempts in a file."""
+
+    path = luigi.Parameter()
+    failures = luigi.IntParameter(default=2)
+
+    def output(self):
+        return luigi.LocalTarget(self.path)
+
+    def run(self):
+        attempts = Path(self.path + ".attempts")
+        n = int(attempts.read_text()) + 1 if attempts.exists() else 1
+        attempts.write_text(str(n))
+        if n <= self.failures:
+            raise ConnectionResetError(f"simulated transient failure {n}")
+        with self.output().open("w") as fh:
+            fh.write("ok")
+
+
+def attempts(path: Path) -> int:
+    return int(Path(str(path) + ".attempts").read_text())
+
+
+def test_transient_failure_is_retried_within_one_run_with_the_local_scheduler(
+    pipeline_env, run_tasks, config, tmp_path
+):
+    config.set("scheduler", "retry_count", "3")
+    config.set("scheduler", "retry_delay", "0.2")
+    target = tmp_path / "flaky.txt"
+    result = run_tasks([FlakyTask(path=str(target), failures=2)])
+    assert result.ok and result.status == "SUCCESS_WITH_RETRY"
+    assert attempts(target) == 3 and target.read_text() == "ok"
+
+
+def test_task_that_keeps_failing_stops_after_retry_count_and_exit_code_names_it(pipeline_env, config, tmp_path, caplog):
+    from tasks.runner import run
+
+    config.set("scheduler", "retry_count", "3")
+    config.set("scheduler", "retry_delay", "0.2")
+    target = tmp_path / "broken.txt"
+    with caplog.at_level("INFO", logger="luigi-interface"):
+        code = run([FlakyTask(path=str(target), failures=99)])
+    assert code == 30
+    assert attempts(target) == 3
+    summary = caplog.text.split("Execution Summary")[1]
+    assert "failed" in summary and "FlakyTask(path=" in summary
+
+
+def test_transient_failure_is_retried_within_one_run_with_luigid(pipeline_env, luigid, tmp_path):
+    target = tmp_path / "flaky-central.txt"
+    result = luigi.build(
+        [FlakyTask(path=str(target), failures=2)],
+        scheduler_port=luigid.port,
+        workers=1,
+        detailed_summary=True,
+        log_level="WARNING",
+    )
+    assert result.status.name == "SUCCESS_WITH_RETRY", result.summary_text
+    assert attempts(target) == 3
+    failed = luigid.history("select count(*) from task_events where event_name = 'FAILED'")[0][0]
+    assert failed == 2

@@ -1,0 +1,94 @@
+"""The cron entry under cron's bare environment, from another directory; monthly backfill."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CRON = str(ROOT / "bin" / "cron-pipeline")
+
+
+def cron(env_cfg: Path, log_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run like cron does: `env -i PATH=/usr/bin:/bin` (plus the test's config file and log folder)."""
+    env = ["env", "-i", "PATH=/usr/bin:/bin", f"LUIGI_CONFIG_PATH={env_cfg}", f"PIPELINE_LOG_DIR={log_dir}"]
+    return subprocess.run([*env, CRON, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cron_monthly_succeeds_from_another_directory_and_logs(pipeline_env, tmp_path):
+    logs = tmp_path / "logs"
+    result = cron(pipeline_env.cfg_file, logs, "monthly", "--month", "2021-03", cwd=Path("/"))
+    files = sorted(logs.glob("pipeline-*-monthly.log"))
+    assert result.returncode == 0, files and files[-1].read_text()[-3000:]
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert "start: pipeline.py monthly --month 2021-03" in text and "end: exit code 0" in text
+    assert "MonthlyTraining(month=2021-03, color=green)" in text
+    production = json.loads((pipeline_env.registry_dir / "green-trip-duration" / "production.json").read_text())
+    assert production["version"] == "v0001"
+
+
+def test_cron_exits_with_missing_data_code_when_the_month_is_not_published(pipeline_env, tmp_path):
+    result = cron(pipeline_env.cfg_file, tmp_path / "logs", "monthly", "--month", "2021-07", cwd=tmp_path)
+    assert result.returncode == 20
+    log = next((tmp_path / "logs").glob("*.log")).read_text()
+    assert "missing input data" in log and "green 2021-07" in log
+
+
+def test_cron_exits_with_already_running_code_while_another_run_holds_the_lock(pipeline_env, tmp_path):
+    pipeline_env.work_dir.mkdir(parents=True)
+    with open(pipeline_env.work_dir / ".pipeline.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running pipeline.py does
+        result = cron(pipeline_env.cfg_file, tmp_path / "logs", "monthly", "--month", "2021-03", cwd=tmp_path)
+    assert result.returncode == 10
+    assert "already running" in next((tmp_path / "logs").glob("*.log")).read_text()
+    assert not (pipeline_env.work_dir / "CandidateScore").exists()
+
+
+def test_second_overlapping_run_exits_already_running_and_first_finishes(pipeline_env, tmp_path):
+    env = [
+        "env",
+        "-i",
+        "PATH=/usr/bin:/bin",
+        f"LUIGI_CONFIG_PATH={pipeline_env.cfg_file}",
+        f"PIPELINE_LOG_DIR={tmp_path / 'logs'}",
+    ]
+    first = subprocess.Popen([*env, CRON, "monthly", "--month", "2021-03"], cwd=tmp_path)
+    lock = pipeline_env.work_dir / ".pipeline.lock"
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text().startswith("pid")):
+        time.sleep(0.05)
+    # same job, arguments in another order: luigi's own command-line lock would not catch this one
+    second = subprocess.run(
+        [*env, CRON, "monthly", "--color", "green", "--month", "2021-03"], cwd=tmp_path, timeout=120
+    )
+    assert second.returncode == 10
+    assert first.wait(timeout=300) == 0
+
+
+def test_backfill_runs_the_monthly_job_for_every_month_of_the_span(pipeline_env, tmp_path):
+    result = cron(
+        pipeline_env.cfg_file, tmp_path / "logs", "backfill", "--start", "2021-03", "--stop", "2021-04", cwd=tmp_path
+    )
+    log = next((tmp_path / "logs").glob("*.log")).read_text()
+    assert result.returncode == 0, log[-3000:]
+    registrations = [
+        json.loads(p.read_text()) for p in pipeline_env.work_dir.glob("RegisteredModel/*/registration.json")
+    ]
+    assert len(registrations) == 2
+    metas = [
+        json.loads(p.read_text())
+        for p in (pipeline_env.registry_dir / "green-trip-duration" / "versions").glob("*/metadata.json")
+    ]
+    splits = sorted(tuple(d["month"] for d in m["data"]) for m in metas)
+    assert splits == [("2021-01", "2021-02", "2021-03"), ("2021-02", "2021-03", "2021-04")]
+    # already complete: the same backfill runs nothing
+    again = cron(
+        pipeline_env.cfg_file, tmp_path / "logs2", "backfill", "--start", "2021-03", "--stop", "2021-04", cwd=tmp_path
+    )
+    assert again.returncode == 0
+    assert "Did not run any tasks" in next((tmp_path / "logs2").glob("*.log")).read_text()
