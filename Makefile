@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all lint format clean
+.PHONY: help setup run test test-all lint format clean scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ lint: $(STAMP) ## ruff
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+scheduler: $(STAMP) ## start luigid on 127.0.0.1 (port: SCHEDULER_PORT, default 8082; state, logs, history: var/scheduler)
+	bin/scheduler start
+
+scheduler-stop: ## stop luigid (it saves its state on a clean shutdown)
+	bin/scheduler stop
+
+scheduler-status: ## is luigid running?
+	bin/scheduler status
 
 clean: ## remove pipeline outputs (work directory and model registry), keep the venv
 	rm -rf var models
