@@ -158,3 +158,27 @@ def test_transient_failure_is_retried_within_one_run_with_luigid(pipeline_env, l
     assert attempts(target) == 3
     failed = luigid.history("select count(*) from task_events where event_name = 'FAILED'")[0][0]
     assert failed == 2
+
+
+def test_scheduler_script_stops_cleanly_saving_state_and_reports_a_failed_start(tmp_path):
+    import socket
+
+    from conftest import start_luigid, stop_luigid
+
+    daemon = start_luigid(tmp_path / "sched")
+    env = daemon.process
+    again = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already running" in again.stdout
+    stop_luigid(daemon)
+    assert (daemon.home / "state.pickle").exists(), "luigid saves its state on a clean shutdown"
+    assert not (daemon.home / "luigid.pid").exists()
+    status = subprocess.run([str(ROOT / "bin" / "scheduler"), "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 3
+
+    with socket.socket() as busy:  # the port is taken: start must fail loudly, not exit 0 with a dead daemon
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", daemon.port))
+        busy.listen()
+        failed = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert "did not start" in failed.stderr
