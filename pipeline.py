@@ -4,6 +4,10 @@
     python pipeline.py [train] [--train-months ...] [--val-month M] [--test-month M]   TrainingPipeline
     python pipeline.py monthly [--month YYYY-MM|last]                                 MonthlyTraining
     python pipeline.py backfill --start YYYY-MM --stop YYYY-MM                        RangeMonthly backfill
+    python pipeline.py monthly-run [--month YYYY-MM|last]        predict, monitor, retrain if needed (MonthlyRun)
+    python pipeline.py serve [--host 127.0.0.1] [--port 8000]    HTTP prediction service (production model)
+    python pipeline.py models                                    registered versions, status, metrics, reasons
+    python pipeline.py rollback vNNNN [--reason ...]             point production back at a version
 
 Common flags: ``--color``, ``--workers N``, ``--scheduler-host/--scheduler-port`` (central scheduler; the
 local scheduler is used otherwise). Works from any working directory: it reads the ``luigi.cfg`` next to
@@ -52,11 +56,11 @@ use_project_config()
 from luigi.tools.range import RangeMonthly  # noqa: E402
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
-from tasks import MonthlyTraining, TrainingPipeline  # noqa: E402
+from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
 from tasks.runner import run  # noqa: E402
 from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
 
-COMMANDS = ("train", "monthly", "backfill")
+COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback")
 
 
 def _month(value: str) -> dt.date:
@@ -99,12 +103,69 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", parents=[common], help="MonthlyTraining for every month of a span")
     backfill.add_argument("--start", type=_month, required=True, help="first month, inclusive")
     backfill.add_argument("--stop", type=_month, required=True, help="last month, inclusive")
+    run_month = sub.add_parser("monthly-run", parents=[common], help="MonthlyRun: predict, monitor, retrain if needed")
+    run_month.add_argument("--month", type=_month_or_last, default="last", help="month M, or 'last' (default)")
+    serve = sub.add_parser("serve", help="serve the production model over HTTP")
+    serve.add_argument("--color", default="green", choices=COLORS)
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    models = sub.add_parser("models", help="list registered model versions")
+    models.add_argument("--color", default="green", choices=COLORS)
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rollback = sub.add_parser("rollback", help="make an earlier version the production model")
+    rollback.add_argument("version", help="version to serve, e.g. v0001")
+    rollback.add_argument("--color", default="green", choices=COLORS)
+    rollback.add_argument("--reason", default="manual rollback", help="recorded in production.json and history")
     return parser
+
+
+def registry_commands(args: argparse.Namespace) -> int:
+    """serve / models / rollback: work on the registry directly, no luigi run."""
+    import json
+    import logging
+
+    from tasks.deploy import model_registry
+
+    registry = model_registry(args.color)
+    if args.command == "serve":
+        from tripduration.serving import make_server
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        server = make_server(registry, args.host, args.port)
+        host, port = server.server_address[:2]
+        print(f"serving {registry.name} on http://{host}:{port} (POST /predict, GET /health, GET /model)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+        return 0
+    if args.command == "models":
+        rows = registry.listing()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print(f"no versions registered under {registry.home}")
+            return 0
+        print(f"{'version':8} {'status':11} {'algorithm':15} {'test':8} {'rmse':>7} {'base':>7}  reason")
+        for r in rows:
+            print(
+                f"{r['version']:8} {r['status']:11} {r['algorithm'] or '':15} {r['test_month'] or '':8} "
+                f"{r['test_rmse'] or float('nan'):7.3f} {r['baseline_rmse'] or float('nan'):7.3f}  {r['reason']}"
+            )
+        return 0
+    pointer = registry.rollback(args.version, args.reason)
+    print(f"production is now {pointer['version']} (was {pointer['previous_version']}): {args.reason}")
+    return 0
 
 
 def tasks_for(args: argparse.Namespace) -> list[luigi.Task]:
     if args.command == "monthly":
         return [MonthlyTraining(month=args.month, color=args.color)]
+    if args.command == "monthly-run":
+        return [MonthlyRun(month=args.month, color=args.color)]
     if args.command == "backfill":
         months_back = (dt.date.today().year - args.start.year) * 12 + dt.date.today().month - args.start.month + 1
         return [
@@ -129,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "train")
     args = build_parser().parse_args(argv)
+    if args.command in ("serve", "models", "rollback"):
+        try:
+            return registry_commands(args)
+        except Exception as exc:  # e.g. unknown version, tampered model file
+            print(f"pipeline.py {args.command}: error: {exc}", file=sys.stderr)
+            return 1
     luigi.interface.InterfaceLogging.setup(luigi.interface.core())
     try:
         tasks = tasks_for(args)

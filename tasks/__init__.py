@@ -3,17 +3,21 @@ atomically under a path derived from its parameters (see :mod:`tasks.base`)."""
 
 from tasks.base import PipelineTask, download, model_search, parallelism, paths, registry, validation
 from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
+from tasks.deploy import BatchPredictions, MonitoringReport, MonthlyRun, monitoring
 from tasks.evaluation import EvaluationReport
 from tasks.pipelines import MonthlyTraining, TrainingPipeline, monthly
 from tasks.registration import RegisteredModel
 from tasks.training import CandidateScore, FinalModel, ModelSelection
 
 __all__ = [
+    "BatchPredictions",
     "CandidateScore",
     "EvaluationReport",
     "FinalModel",
     "ModelInputTable",
     "ModelSelection",
+    "MonitoringReport",
+    "MonthlyRun",
     "MonthlyTraining",
     "PipelineTask",
     "RegisteredModel",
@@ -23,6 +27,7 @@ __all__ = [
     "ZoneLookup",
     "download",
     "model_search",
+    "monitoring",
     "monthly",
     "parallelism",
     "paths",

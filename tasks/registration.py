@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,10 @@ from luigi.util import inherits
 from tasks.base import PipelineTask, paths, project_path, read_json, registry, write_json
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.evaluation import EvaluationReport
-from tasks.training import FinalModel
+from tasks.training import FinalModel, load_model
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month
-from tripduration.nodes import environment_versions, register_with_gate
+from tripduration.nodes import concat_tables, environment_versions, reference_profile, register_with_gate
 from tripduration.registry import ModelRegistry, sha256_file
 
 
@@ -28,7 +29,7 @@ class RegisteredModel(PipelineTask):
     ``registration.json`` naming the version and the gate's decision.
     """
 
-    code_version = 1
+    code_version = 2  # 2: reference profile for monitoring
 
     def requires(self) -> dict[str, Any]:
         months = {"train": self.train_months, "validation": (self.val_month,), "test": (self.test_month,)}
@@ -37,6 +38,7 @@ class RegisteredModel(PipelineTask):
             "model": self.clone(FinalModel, role="best"),
             "months": {role: [ValidatedTrips(color=self.color, month=m) for m in ms] for role, ms in months.items()},
             "test": ModelInputTable(color=self.color, month=self.test_month),
+            "training": [ModelInputTable(color=self.color, month=m) for m in (*self.train_months, self.val_month)],
         }
 
     def output(self) -> luigi.LocalTarget:
@@ -86,7 +88,15 @@ class RegisteredModel(PipelineTask):
             "libraries": environment_versions(),
             "pipeline_task": self.task_id,
         }
-        self.progress("applying the quality gate", 50)
+        self.progress("profiling the training data for monitoring", 30)
+        lineage = metadata["data"]
+        fitted = [d for d in lineage if d["role"] in ("train", "validation")]
+        rejected_share = sum(d["rows_rejected"] for d in fitted) / max(1, sum(d["rows_in"] for d in fitted))
+        training = concat_tables([read_table(t) for t in inputs["training"]], "training")
+        profile = reference_profile(
+            load_model(inputs["model"]["model"]), training, rejected_share, evaluation["metrics"]["test"]
+        )
+        self.progress("applying the quality gate", 60)
         result = register_with_gate(
             self.model_registry(),
             Path(inputs["model"]["model"].path),
@@ -94,6 +104,7 @@ class RegisteredModel(PipelineTask):
             metadata,
             read_table(inputs["test"]),
             key=f"{self.task_family}-{self.fingerprint()}",
+            extra_files={"reference_profile.json": json.dumps(profile, indent=1)},
         )
         result["model_name"] = self.model_registry().name
         result["registry"] = str(self.model_registry().home)

@@ -123,7 +123,11 @@ def _fmt(value: Any) -> str:
 
 
 def render_html(
-    title: str, summary: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], plot_dir: Path
+    title: str,
+    summary: Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, Any]],
+    plot_dir: Path,
+    plots: tuple[str, ...] = PLOTS,
 ) -> str:
     """A single HTML page with metrics tables and the plots embedded as base64 PNG."""
     rows = "".join(
@@ -134,7 +138,7 @@ def render_html(
     )
     facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
     images = ""
-    for name in PLOTS:
+    for name in plots:
         path = plot_dir / name
         if path.exists():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -152,3 +156,36 @@ figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}</style></head>
 <h2>Plots</h2>{images}
 </body></html>
 """
+
+
+def render_monitoring_html(report: Mapping[str, Any], out_dir: Path) -> None:
+    """Write ``psi.png`` and a self-contained ``report.html`` for a monitoring report."""
+    psi_values = report["drift"]["feature_psi"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(psi_values)
+    ax.barh([*names, "prediction"], [*[psi_values[n] for n in names], report["drift"]["prediction_psi"]])
+    ax.axvline(0.1, color="orange", lw=1, ls="--", label="0.1 moderate")
+    ax.axvline(0.25, color="red", lw=1, ls="--", label="0.25 large")
+    ax.set(xlabel="PSI against the training data", title=f"Drift, {report.get('month', '')}")
+    ax.legend(loc="lower right")
+    _save(fig, out_dir / "psi.png")
+    accuracy = report["accuracy"]
+    summary = {
+        "month": report.get("month"),
+        "model": f"{report.get('model', {}).get('name')} {report.get('model', {}).get('version')}",
+        "verdict": report["verdict"],
+        "reasons": "; ".join(report["reasons"]),
+        "RMSE / model's test RMSE": accuracy["rmse_ratio_to_test"],
+        "rejected share (reference / current)": (
+            f"{report['rejected_share']['reference']:.4f} / {report['rejected_share']['current']:.4f}"
+        ),
+        "mean prediction (reference / current)": (
+            f"{report['drift']['prediction_mean']['reference']:.2f} / "
+            f"{report['drift']['prediction_mean']['current']:.2f}"
+        ),
+    }
+    metrics = {"this month": accuracy, "model's test month": {"rmse": accuracy["model_test_rmse"]}}
+    html_text = render_html(
+        f"Monitoring {report.get('month', '')}: {report['verdict']}", summary, metrics, out_dir, plots=("psi.png",)
+    )
+    (out_dir / "report.html").write_text(html_text)

@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from tripduration.candidates import BASELINE, CandidateSpec, build_pipeline
 from tripduration.evaluation import feature_importance, regression_metrics, render_html, write_plots
 from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
+from tripduration.monitoring import build_profile
 from tripduration.registry import ModelRegistry, quality_gate, version_number
 from tripduration.rules import Rules, split_trips
 from tripduration.schema import read_trips
@@ -160,6 +161,7 @@ def register_with_gate(
     metadata: Mapping[str, Any],
     test: pd.DataFrame,
     key: str,
+    extra_files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Register a model version and promote it if it passes the quality gate.
 
@@ -192,7 +194,28 @@ def register_with_gate(
             "compared_with_production": production["version"] if production else None,
             "production_rmse_on_test_month": production_rmse,
         }
-        version = registry.register(model_file, {**metadata, "gate": gate}, {"report": report_dir}, key=key)
+        version = registry.register(
+            model_file, {**metadata, "gate": gate}, {"report": report_dir}, key=key, extra_files=dict(extra_files or {})
+        )
         if decision.promote:
             registry.set_production(version, decision.reason)
         return {"version": version, "reused": False, "gate": gate}
+
+
+def reference_profile(
+    model: Pipeline, training: pd.DataFrame, rejected_share: float, test_metrics: Mapping[str, float]
+) -> dict[str, Any]:
+    """Profile of the data the final model was trained on, for monitoring later months."""
+    X, _ = split_xy(training)
+    return build_profile(training, model.predict(X), rejected_share, test_metrics)
+
+
+def batch_predictions(model: Pipeline, kept: pd.DataFrame, model_name: str, model_version: str) -> pd.DataFrame:
+    """Predicted minutes for every kept trip of a month, with the trip's key columns and the model version."""
+    X = kept.loc[:, list(MODEL_INPUT_COLUMNS)]
+    out = kept.loc[:, ["pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"]].copy()
+    out.insert(0, "trip_row", range(len(kept)))
+    out["predicted_duration_min"] = model.predict(X).astype("float64") if len(kept) else []
+    out["model_name"] = model_name
+    out["model_version"] = model_version
+    return out

@@ -165,6 +165,7 @@ class ModelRegistry:
         metadata: dict[str, Any],
         extra_dirs: dict[str, Path] | None = None,
         key: str | None = None,
+        extra_files: dict[str, str] | None = None,
     ) -> str:
         """Create a new immutable version from ``model_file`` and return its name (``v0001``, ...).
 
@@ -179,6 +180,8 @@ class ModelRegistry:
             shutil.copyfile(model_file, staging / "model.joblib")
             for name, src in (extra_dirs or {}).items():
                 shutil.copytree(src, staging / name)
+            for name, text in (extra_files or {}).items():
+                (staging / name).write_text(text)
             meta = dict(metadata)
             meta["model_sha256"] = sha256_file(staging / "model.joblib")
             meta["registration_key"] = key
@@ -218,3 +221,64 @@ class ModelRegistry:
         with open(self.history_file, "a") as fh:
             fh.write(json.dumps(pointer, sort_keys=True) + "\n")
         return pointer
+
+    def read_file(self, version: str, name: str) -> str:
+        return (self.versions_dir / version / name).read_text()
+
+    def verify(self, version: str) -> None:
+        """Check a version's model file against its recorded sha256 (without unpickling it)."""
+        meta = self.metadata(version)
+        actual = sha256_file(self.model_path(version))
+        if actual != meta.get("model_sha256"):
+            raise RegistryError(f"{self.model_path(version)}: sha256 {actual} does not match its metadata; refused")
+
+    def rollback(self, version: str, reason: str) -> dict[str, Any]:
+        """Point production back at an earlier (or any) registered version, after checking its file."""
+        with self.lock():
+            self.verify(version)
+            return self.set_production(version, reason, action="rollback")
+
+    def decisions(self) -> list[dict[str, Any]]:
+        path = self.home / "decisions.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def record_decision(self, decision: dict[str, Any], key: str) -> None:
+        """Append a monitoring/retraining decision to ``decisions.jsonl``, once per ``key`` (reruns add none)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.lock():
+            if any(d.get("key") == key for d in self.decisions()):
+                return
+            entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, **decision}
+            with open(self.home / "decisions.jsonl", "a") as fh:
+                fh.write(json.dumps(entry, default=str) + "\n")
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every version with its metrics, status (production / challenger / rejected) and the gate's reason."""
+        pointer = self.production()
+        current = pointer.get("version") if pointer else None
+        rows = []
+        for version in self.versions():
+            meta = self.metadata(version)
+            gate = meta.get("gate", {})
+            if version == current:
+                status = "production"
+            elif gate.get("promote"):
+                status = "challenger"
+            else:
+                status = "rejected"
+            test = meta.get("metrics", {}).get("test", {})
+            rows.append(
+                {
+                    "version": version,
+                    "status": status,
+                    "registered_at": meta.get("registered_at"),
+                    "algorithm": meta.get("algorithm", {}).get("candidate"),
+                    "test_month": next((d["month"] for d in meta.get("data", []) if d.get("role") == "test"), None),
+                    "test_rmse": test.get("rmse"),
+                    "baseline_rmse": meta.get("metrics", {}).get("baseline_test", {}).get("rmse"),
+                    "reason": gate.get("reason"),
+                }
+            )
+        return rows
