@@ -19,8 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import threading
+import urllib.parse
+import zoneinfo
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +35,7 @@ from tripduration.features import MODEL_INPUT_COLUMNS
 from tripduration.registry import ModelRegistry
 
 log = logging.getLogger("tripduration.serving")
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 MAX_BODY_BYTES = 1_000_000
 MAX_TRIPS = 10_000
 REQUIRED_FIELDS = ("pickup_datetime", "PULocationID", "DOLocationID", "trip_distance")
@@ -63,7 +67,12 @@ def _int_field(trip: dict[str, Any], name: str, index: int, required: bool) -> i
         if required:
             raise InputError(f"field {name!r} is required", field=name, index=index)
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or float(value) != int(value)
+    ):
         raise InputError(f"field {name!r} must be an integer, got {value!r}", field=name, index=index)
     low, high = _INT_RANGES[name]
     if not low <= int(value) <= high:
@@ -102,14 +111,27 @@ def parse_trips(payload: Any) -> pd.DataFrame:
             raise InputError(
                 f"field 'pickup_datetime' is not an ISO date-time: {raw_time!r}", field="pickup_datetime", index=i
             ) from None
+        if pickup.tzinfo is not None:  # TLC times are New York local time: convert, then drop the offset
+            pickup = pickup.astimezone(NEW_YORK).replace(tzinfo=None)
+        if not 2000 <= pickup.year <= 2100:
+            raise InputError(
+                f"field 'pickup_datetime' {raw_time!r} is outside the years 2000..2100",
+                field="pickup_datetime",
+                index=i,
+            )
         distance = trip.get("trip_distance")
-        if isinstance(distance, bool) or not isinstance(distance, int | float) or not 0 <= float(distance) <= 100:
+        if (
+            isinstance(distance, bool)
+            or not isinstance(distance, int | float)
+            or not math.isfinite(distance)
+            or not 0 <= float(distance) <= 100
+        ):
             raise InputError(
                 f"field 'trip_distance' must be a number of miles in 0..100, got {distance!r}",
                 field="trip_distance",
                 index=i,
             )
-        row: dict[str, Any] = {"pickup_datetime": pickup.replace(tzinfo=None), "trip_distance": float(distance)}
+        row: dict[str, Any] = {"pickup_datetime": pickup, "trip_distance": float(distance)}
         for name in ("PULocationID", "DOLocationID"):
             row[name] = _int_field(trip, name, i, required=True)
         for name in OPTIONAL_FIELDS:
@@ -187,15 +209,19 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "trip-duration/1"
         protocol_version = "HTTP/1.1"
+        timeout = 30  # seconds; a client that stalls mid-request does not hold a thread forever
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.info("%s %s", self.address_string(), fmt % args)
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
+        def _send(self, status: int, body: dict[str, Any], close: bool = False) -> None:
             data = json.dumps(body, default=str).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if close:  # the request body may be unread: the connection cannot carry another request
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
@@ -203,10 +229,12 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
             try:
                 action()
             except InputError as exc:
-                self._send(exc.status, exc.as_dict())
+                self._send(exc.status, exc.as_dict(), close=True)
             except Exception as exc:  # never crash the service on a request
                 log.exception("request failed")
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"})
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"}, close=True
+                )
 
         def do_GET(self) -> None:
             self._guarded(self._get)
@@ -214,9 +242,12 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._guarded(self._post)
 
+        def _route(self) -> str:
+            return urllib.parse.urlsplit(self.path).path
+
         def _get(self) -> None:
             loaded = holder.get()
-            if self.path == "/health":
+            if self._route() == "/health":
                 status = HTTPStatus.OK if loaded else HTTPStatus.SERVICE_UNAVAILABLE
                 self._send(
                     status,
@@ -226,7 +257,7 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
                         "last_error": holder.last_error,
                     },
                 )
-            elif self.path == "/model":
+            elif self._route() == "/model":
                 if loaded is None:
                     raise InputError("no production model is registered yet", status=503)
                 self._send(HTTPStatus.OK, model_info(loaded.metadata))
@@ -236,7 +267,7 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
                 )
 
         def _post(self) -> None:
-            if self.path != "/predict":
+            if self._route() != "/predict":
                 raise InputError(f"no such endpoint {self.path!r}; use POST /predict", status=404)
             length_header = self.headers.get("Content-Length")
             if length_header is None or not length_header.isdigit():

@@ -1,0 +1,126 @@
+"""Batch predictions, the monthly MLOps loop and the model-history commands, on the real graph."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
+from tripduration.features import MODEL_INPUT_COLUMNS
+from tripduration.registry import ModelRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+MARCH, APRIL = dt.date(2021, 3, 1), dt.date(2021, 4, 1)
+
+
+def registry(env) -> ModelRegistry:
+    return ModelRegistry(env.registry_dir, "green-trip-duration")
+
+
+def test_batch_predictions_equal_the_models_own_and_carry_its_version(pipeline_env, run_tasks):
+    assert run_tasks([TrainingPipeline()]).ok
+    task = BatchPredictions(month=MARCH)
+    assert run_tasks([task]).ok
+    predictions = pd.read_parquet(task.output().path)
+    kept = pd.read_parquet(ValidatedTrips(month=MARCH).output()["kept.parquet"].path)
+    model, meta = registry(pipeline_env).load_model()
+    assert len(predictions) == len(kept)
+    np.testing.assert_allclose(predictions["predicted_duration_min"], model.predict(kept[list(MODEL_INPUT_COLUMNS)]))
+    assert set(predictions["model_version"]) == {meta["version"]} == {"v0001"}
+    assert set(predictions["model_name"]) == {"green-trip-duration"}
+    assert {"trip_row", "pickup_datetime", "PULocationID", "DOLocationID"} <= set(predictions.columns)
+    assert "-v0001" in task.output().path
+
+
+def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks):
+    assert run_tasks([TrainingPipeline()]).ok
+    assert run_tasks([TrainingPipeline(test_month=APRIL)]).ok  # registers v0002 (a challenger)
+    reg = registry(pipeline_env)
+    assert reg.production()["version"] == "v0001"
+    first = BatchPredictions(month=MARCH)
+    assert run_tasks([first]).ok
+    first_path = first.output().path
+    reg.rollback("v0002", "test: serve v0002")
+    moved = BatchPredictions(month=MARCH)
+    assert moved.output().path != first_path and not moved.complete()
+    assert run_tasks([moved]).ok
+    assert set(pd.read_parquet(moved.output().path)["model_version"]) == {"v0002"}
+    pinned = BatchPredictions(month=MARCH, model_version="v0001")
+    assert pinned.output().path.endswith("-v0001/predictions.parquet")
+
+
+def test_monthly_loop_over_february_and_march_writes_reports_and_decisions(pipeline_env, run_tasks, config):
+    config.set("monitoring", "rmse_degraded_ratio", "10")  # sampled months: keep the verdicts deterministic
+    config.set("monitoring", "psi_drift", "10")
+    config.set("monitoring", "prediction_psi_drift", "10")
+    assert run_tasks([TrainingPipeline()]).ok
+    for month in (dt.date(2021, 2, 1), MARCH):
+        result = run_tasks([MonthlyRun(month=month)])
+        assert result.ok, result
+        assert result.families() == {"BatchPredictions", "MonitoringReport", "MonthlyRun"}
+        run = json.loads(Path(MonthlyRun(month=month).output().path).read_text())
+        assert run["verdict"] == "ok" and run["retrained"] is False and run["why_not_retrained"]
+        report_dir = Path(MonitoringReport(month=month).output().path)
+        monitoring = json.loads((report_dir / "monitoring.json").read_text())
+        assert monitoring["model"]["version"] == "v0001"
+        assert {"accuracy", "drift", "missing_share", "rejected_share", "verdict"} <= set(monitoring)
+        assert "data:image/png;base64," in (report_dir / "report.html").read_text()
+    decisions = registry(pipeline_env).decisions()
+    assert [d["month"] for d in decisions] == ["2021-02", "2021-03"]
+    assert run_tasks([MonthlyRun(month=MARCH)]).ran == []  # complete: nothing reruns, no duplicate decision
+    assert len(registry(pipeline_env).decisions()) == 2
+
+
+def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pipeline_env, run_tasks, config):
+    assert run_tasks([TrainingPipeline()]).ok
+    config.set("monitoring", "rmse_degraded_ratio", "0.01")  # any error counts as degraded
+    result = run_tasks([MonthlyRun(month=APRIL)])
+    assert result.ok, result
+    assert {"CandidateScore", "FinalModel", "RegisteredModel", "MonthlyTraining"} <= result.families()
+    run = json.loads(Path(MonthlyRun(month=APRIL).output().path).read_text())
+    assert run["verdict"] == "degraded" and run["retrained"] is True
+    assert run["why_retrained"].startswith("verdict degraded: RMSE is")
+    assert run["challenger_version"] == "v0002"
+    meta = registry(pipeline_env).metadata("v0002")
+    assert meta["gate"]["promote"] == run["promoted"] and meta["gate"]["reason"] == run["gate_reason"]
+    assert [d["month"] for d in meta["data"]] == ["2021-02", "2021-03", "2021-04"]  # the most recent window
+    decision = registry(pipeline_env).decisions()[-1]
+    assert decision["retrained"] and decision["challenger_version"] == "v0002"
+    expected = "v0002" if run["promoted"] else "v0001"
+    assert registry(pipeline_env).production()["version"] == expected
+
+
+def cli(env, *args) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "LUIGI_CONFIG_PATH": str(env.cfg_file)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipeline.py"), *args], env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_models_lists_versions_and_rollback_restores_an_earlier_one(pipeline_env, run_tasks):
+    assert run_tasks([TrainingPipeline()]).ok
+    assert run_tasks([TrainingPipeline(test_month=APRIL)]).ok
+    listing = cli(pipeline_env, "models", "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = {r["version"]: r for r in json.loads(listing.stdout)}
+    assert rows["v0001"]["status"] == "production"
+    assert rows["v0002"]["status"] == "rejected" and "does not beat" in rows["v0002"]["reason"]
+    assert all(r["test_rmse"] > 0 for r in rows.values())
+    table = cli(pipeline_env, "models")
+    assert "v0001" in table.stdout and "production" in table.stdout
+
+    assert cli(pipeline_env, "rollback", "v0002", "--reason", "drill").returncode == 0
+    assert registry(pipeline_env).production()["version"] == "v0002"
+    back = cli(pipeline_env, "rollback", "v0001", "--reason", "back")
+    assert back.returncode == 0 and "production is now v0001 (was v0002)" in back.stdout
+    history = [json.loads(line) for line in (registry(pipeline_env).history_file).read_text().splitlines()]
+    assert [h["action"] for h in history] == ["promote", "rollback", "rollback"]
+    missing = cli(pipeline_env, "rollback", "v0042")
+    assert missing.returncode == 1 and "v0042" in missing.stderr
