@@ -131,6 +131,9 @@ def pipeline_env(tmp_path: Path, sample_raw_dir: Path, config: ConfigOverride) -
         ("scheduler", "retry_delay"): "0.1",
         ("worker", "wait_interval"): "0.1",
         ("worker", "wait_jitter"): "0",
+        # one OpenMP thread per task: test processes run side by side, and spinning OpenMP threads of
+        # several processes on 2 cores slow each other down many times over
+        ("parallelism", "threads_per_task"): "1",
     }
     for (section, key), value in values.items():
         config.set(section, key, value)
@@ -231,7 +234,7 @@ def start_luigid(home: Path, extra_config: str = "") -> Luigid:
         "[scheduler]\n"
         f"state_path = {home}/state.pickle\nrecord_task_history = true\nprune_on_get_work = true\n"
         "retry_delay = 1\nretry_count = 3\nstable_done_cooldown_secs = 0\n"
-        f"{extra_config}\n[task_history]\ndb_connection = sqlite:///{home}/history.db\n"
+        f"{extra_config}\n"
     )
     env = {**os.environ, "SCHEDULER_PORT": str(port), "SCHEDULER_DIR": str(home), "SCHEDULER_CONFIG": str(cfg)}
     started = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
