@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all lint format clean scheduler scheduler-stop scheduler-status
+.PHONY: help setup run test test-all test-kill lint format clean scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: $(STAMP) ## fast test suite (unit, integration on small slices, recovery)
 
 test-all: $(STAMP) ## every test, including the slow end-to-end run on the real months
 	$(PY) -m pytest -q -m ''
+
+test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
+	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -151,6 +153,14 @@ class PipelineTask(luigi.Task):
     def target(self, name: str) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.output_dir() / name))
 
+    def on_failure(self, exception: BaseException) -> str:
+        """The explanation luigi sends to the scheduler (web view, failure mails); write errors are also logged."""
+        explained = explain_write_error(exception)
+        if explained is None:
+            return super().on_failure(exception)
+        logging.getLogger("luigi-interface").error("%s failed: %s", self, explained)
+        return explained
+
     def progress(self, message: str, percent: int | None = None) -> None:
         """Report what the task is doing to the scheduler (shown in luigid's web view).
 
@@ -209,17 +219,93 @@ class parallelism(luigi.Config):  # noqa: N801
 
 
 @PipelineTask.event_handler(luigi.Event.START)
-def _limit_native_threads(task: PipelineTask) -> None:
+def _prepare_task_process(task: PipelineTask) -> None:
+    """Runs at the start of every task, in the process that runs it (a forked child with ``--workers`` > 1)."""
     import multiprocessing
 
     from threadpoolctl import threadpool_limits
 
+    forked = multiprocessing.current_process().name != "MainProcess"
+    if forked:
+        _die_with_parent()
     # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
     configured = parallelism().threads_per_task
-    forked = multiprocessing.current_process().name != "MainProcess"
     threads = configured or (1 if forked else None)
     if threads:
         # applies process-wide until the process ends; forked task processes end with their task
         threadpool_limits(limits=threads, user_api="openmp")
+
+
+def _die_with_parent() -> None:
+    """Make a forked task process die when the worker that forked it dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it, a task process outlives a worker killed with SIGKILL, finishes its task and holds the work
+    directory's lock while the next run starts. With it, the task dies too and the rerun redoes it.
+    """
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: keep luigi's behaviour
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def explain_write_error(exc: BaseException) -> str | None:
+    """A clear message for the write failures an operator can fix (full disk, permissions), else None."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        where = exc.filename or project_path(paths().work_dir)
+        return (
+            f"cannot write {where}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}). Free space or fix the "
+            f"permissions of {project_path(paths().work_dir)} / {project_path(paths().registry_dir)} and run "
+            "again: outputs written before are intact and will not be redone."
+        )
+    return None
+
+
+def sweep_orphans(roots: list[Path], older_than_seconds: float = 0.0) -> list[Path]:
+    """Remove temporary files left by killed runs under ``roots``: ``*-luigi-tmp-*``, ``.staging-*``, ``.*.tmp``.
+
+    Call it only while no other run can be writing under ``roots`` (under the work-directory lock), or with
+    ``older_than_seconds`` large enough that nothing still being written can match.
+    """
+    import time
+
+    removed: list[Path] = []
+    cutoff = time.time() - older_than_seconds
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            name = path.name
+            orphan = "-luigi-tmp-" in name or (
+                name.startswith(".") and (name.startswith(".staging-") or name.endswith(".tmp"))
+            )
+            if not orphan:
+                continue
+            try:
+                if path.lstat().st_mtime > cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                continue
+    return removed

@@ -21,10 +21,11 @@ import luigi.retcodes
 from luigi.execution_summary import LuigiStatusCode
 from luigi.task import flatten
 
-from tasks.base import download, paths, project_path
+from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans
 from tasks.data import TripData
 from tripduration.fetch import probe
 from tripduration.months import format_month
+from tripduration.registry import ModelRegistry
 
 log = logging.getLogger("luigi-interface")
 
@@ -131,6 +132,15 @@ def run(
     lock = contextlib.nullcontext() if central else work_dir_lock()
     try:
         with lock:
+            # files a killed run left half-written; with luigid other workers may be writing right now, so
+            # only old ones are removed then
+            swept = sweep_orphans([project_path(paths().work_dir)], older_than_seconds=3600 if central else 0)
+            registry_root = project_path(paths().registry_dir)
+            for home in sorted(registry_root.iterdir()) if registry_root.is_dir() else []:
+                if home.is_dir():  # every registry write holds the model's lock: sweep under it
+                    swept += ModelRegistry(registry_root, home.name).sweep_orphans()
+            for path in swept:
+                log.warning("removed %s, left by a run that was killed", path)
             if not all(task.complete() for task in tasks):
                 missing = missing_months(tasks)
                 if missing:
@@ -141,3 +151,6 @@ def run(
     except AlreadyRunningError as exc:
         log.error("already running: %s", exc)
         return codes.already_running or 1
+    except OSError as exc:  # e.g. the work directory cannot be created or written
+        log.error("%s", explain_write_error(exc) or f"cannot use the work directory: {exc}")
+        return codes.unhandled_exception or 1

@@ -222,6 +222,28 @@ class ModelRegistry:
             fh.write(json.dumps(pointer, sort_keys=True) + "\n")
         return pointer
 
+    def sweep_orphans(self) -> list[Path]:
+        """Remove staging folders and temporary files left by a process killed while writing.
+
+        Every write to the registry happens under :meth:`lock`, so whatever is found while holding it is
+        an orphan.
+        """
+        removed: list[Path] = []
+        if not self.home.is_dir():
+            return removed
+        with self.lock():
+            for folder in (self.home, self.versions_dir):
+                if not folder.is_dir():
+                    continue
+                for path in folder.iterdir():
+                    if path.name.startswith(".staging-") and path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed.append(path)
+                    elif path.name.startswith(".") and path.name.endswith(".tmp"):
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+        return removed
+
     def read_file(self, version: str, name: str) -> str:
         return (self.versions_dir / version / name).read_text()
 
