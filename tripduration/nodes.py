@@ -35,7 +35,7 @@ def validate_trip_file(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Read a raw TLC file by contract and split it into kept and rejected rows with a summary."""
     trips, report = read_trips(path)
-    kept, rejected, summary = split_trips(trips, month, rules, valid_location_ids)
+    kept, rejected, summary = split_trips(trips, month, rules, valid_location_ids, report.coerced_rows)
     summary["source"] = report.as_dict()
     return kept, rejected, summary
 

@@ -22,6 +22,7 @@ REASONS: tuple[str, ...] = (
     "invalid_distance",
     "negative_distance",
     "absurd_distance",
+    "invalid_value",
 )
 
 
@@ -44,8 +45,13 @@ def rejection_reasons(
     month: dt.date,
     rules: Rules,
     valid_location_ids: Collection[int] | None = None,
+    unreadable: np.ndarray | None = None,
 ) -> pd.Series:
-    """Return, per row, the first rule the row breaks (or ``None`` if it is kept)."""
+    """Return, per row, the first rule the row breaks (or ``None`` if it is kept).
+
+    ``unreadable`` marks rows where the reader had to null a value it could not read as its column's type
+    (``ReadReport.coerced_rows``): such rows are rejected as ``invalid_value`` rather than kept with a hole.
+    """
     start = pd.Timestamp(month)
     end = pd.Timestamp(add_months(month, 1))
     pickup, dropoff = trips["pickup_datetime"], trips["dropoff_datetime"]
@@ -67,6 +73,7 @@ def rejection_reasons(
         distance.isna(),
         distance < 0,
         ~np.isfinite(distance) | (distance > rules.max_distance_miles),
+        np.zeros(len(trips), dtype=bool) if unreadable is None else np.asarray(unreadable, dtype=bool),
     ]
     masks = [np.asarray(pd.Series(c, index=trips.index).fillna(False), dtype=bool) for c in conditions]
     reason = np.select(masks, list(REASONS), default="")
@@ -78,13 +85,14 @@ def split_trips(
     month: dt.date,
     rules: Rules,
     valid_location_ids: Collection[int] | None = None,
+    unreadable: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """Split ``trips`` into (kept, rejected-with-``reason``, summary).
 
     ``rows_in == rows_kept + rows_rejected`` always holds; the summary counts rows per reason.
     Kept location IDs are cast to non-null int32 because the rules guarantee they are present.
     """
-    reasons = rejection_reasons(trips, month, rules, valid_location_ids)
+    reasons = rejection_reasons(trips, month, rules, valid_location_ids, unreadable)
     rejected_mask = reasons.notna().to_numpy()
     kept = trips.loc[~rejected_mask].reset_index(drop=True)
     kept = kept.astype({"PULocationID": "int32", "DOLocationID": "int32"})

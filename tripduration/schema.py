@@ -77,6 +77,8 @@ class ReadReport:
     source_types: dict[str, str] = field(default_factory=dict)
     coerced_to_null: dict[str, int] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
+    #: per row: a value was present in the file but could not be read as its column's type (set by normalise)
+    coerced_rows: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -140,7 +142,10 @@ def read_trips(path: str | Path, columns: tuple[str, ...] | None = None) -> tupl
     try:
         table = pf.read(columns=sources)
     except (pa.ArrowException, OSError) as exc:
-        raise TripDataError(f"{path}: the parquet data cannot be decoded ({exc}). Re-download the file.") from exc
+        raise TripDataError(
+            f"{path}: the parquet data of column {_first_unreadable(pf, sources)!r} cannot be decoded ({exc}). "
+            "Re-download the file."
+        ) from exc
     report = ReadReport(
         path=str(path),
         rows=table.num_rows,
@@ -150,6 +155,15 @@ def read_trips(path: str | Path, columns: tuple[str, ...] | None = None) -> tupl
     )
     frame = normalise(table, report)
     return frame, report
+
+
+def _first_unreadable(pf: pq.ParquetFile, sources: list[str]) -> str | None:
+    for name in sources:
+        try:
+            pf.read(columns=[name])
+        except (pa.ArrowException, OSError):
+            return name
+    return None
 
 
 def normalise(table: pa.Table | pd.DataFrame, report: ReadReport) -> pd.DataFrame:
@@ -175,6 +189,8 @@ def normalise(table: pa.Table | pd.DataFrame, report: ReadReport) -> pd.DataFram
             series, bad = _to_int(raw)
         if bad:
             report.coerced_to_null[canonical] = int(bad)
+            lost = series.isna().to_numpy() & raw.notna().to_numpy()
+            report.coerced_rows = lost if report.coerced_rows is None else report.coerced_rows | lost
         out[canonical] = series.reset_index(drop=True)
     return pd.DataFrame(out)
 

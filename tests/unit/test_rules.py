@@ -57,7 +57,20 @@ def trips(make_trips) -> pd.DataFrame:
 
 
 def test_every_reason_is_covered_by_the_cases():
-    assert {reason for reason, _ in CASES if reason} == set(REASONS)
+    # invalid_value comes from the reader's mask, not from a value: see test_unreadable_values_are_rejected
+    assert {reason for reason, _ in CASES if reason} | {"invalid_value"} == set(REASONS)
+
+
+def test_unreadable_values_are_rejected_after_the_other_rules(trips):
+    unreadable = np.zeros(len(trips), dtype=bool)
+    unreadable[0] = True  # a valid row whose optional value could not be read
+    unreadable[5] = True  # a row that another rule rejects first
+    reasons = rejection_reasons(trips, MONTH, Rules(), VALID_IDS, unreadable)
+    assert reasons.iloc[0] == "invalid_value"
+    assert reasons.iloc[5] == CASES[5][0]
+    kept, rejected, summary = split_trips(trips, MONTH, Rules(), VALID_IDS, unreadable)
+    assert summary["rejected_by_reason"]["invalid_value"] == 1
+    assert summary["rows_in"] == len(kept) + len(rejected)
 
 
 def test_each_row_gets_its_reason(trips):
