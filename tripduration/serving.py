@@ -242,6 +242,17 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._guarded(self._post)
 
+        def _discard_body(self, length: int) -> None:
+            """Read and drop a refused body (up to 16 MB, 1 s of silence at most) so that the client, still
+            sending, can read the answer instead of getting a broken pipe; the connection is closed after."""
+            self.connection.settimeout(1.0)
+            remaining = min(length, 16 * MAX_BODY_BYTES)
+            try:
+                while remaining > 0 and (chunk := self.rfile.read1(min(remaining, 1 << 16))):
+                    remaining -= len(chunk)
+            except OSError:
+                pass
+
         def _route(self) -> str:
             return urllib.parse.urlsplit(self.path).path
 
@@ -274,6 +285,7 @@ def make_handler(holder: ModelHolder) -> type[BaseHTTPRequestHandler]:
                 raise InputError("a Content-Length header is required", status=411)
             length = int(length_header)
             if length > MAX_BODY_BYTES:
+                self._discard_body(length)
                 raise InputError(f"body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit", status=413)
             body = self.rfile.read(length)
             try:
