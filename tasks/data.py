@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import luigi
 import pandas as pd
 from luigi.util import inherits, requires
@@ -16,7 +14,6 @@ from tasks.base import (
     download,
     paths,
     project_path,
-    read_json,
     validation,
     write_json,
 )
@@ -123,11 +120,3 @@ class ModelInputTable(PipelineTask):
 
 def read_table(target: luigi.LocalTarget) -> pd.DataFrame:
     return pd.read_parquet(target.path)
-
-
-def summary_of(task: ValidatedTrips) -> dict:
-    return read_json(task.output()["summary.json"])
-
-
-def source_path(task: ValidatedTrips) -> Path:
-    return Path(task.input()["trips"].path)
