@@ -233,7 +233,7 @@ def start_luigid(home: Path, extra_config: str = "") -> Luigid:
     cfg.write_text(
         "[scheduler]\n"
         f"state_path = {home}/state.pickle\nrecord_task_history = true\nprune_on_get_work = true\n"
-        "retry_delay = 1\nretry_count = 3\nstable_done_cooldown_secs = 0\n"
+        "retry_delay = 1\nretry_count = 3\n"
         f"{extra_config}\n"
     )
     env = {**os.environ, "SCHEDULER_PORT": str(port), "SCHEDULER_DIR": str(home), "SCHEDULER_CONFIG": str(cfg)}
