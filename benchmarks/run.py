@@ -1,0 +1,747 @@
+#!/usr/bin/env python
+"""Run every benchmark of issue 6 and write ``benchmarks/results.json`` and ``docs/benchmarks.md``.
+
+    python benchmarks/run.py                    # the real benchmark (about 2 hours on 2 cores)
+    python benchmarks/run.py --quick --out DIR  # tiny sizes, about half a minute (the smoke test uses it)
+    python benchmarks/run.py --reps 5 --sizes 1000000,3000000 --train-budget 600 --skip-scale
+
+What it measures (every process is a fresh interpreter; the machine is shared and noisy, so every
+comparison is a ratio of two runs made next to each other, and the medians of the ratios are reported):
+
+1. Orchestration overhead. Per repetition, in this order, each in fresh temporary folders:
+   ``benchmarks/baseline_script.py OUT`` (the same work as one plain script, no luigi),
+   ``python pipeline.py`` (1 worker) and ``python pipeline.py --workers 2``, each with
+   ``LUIGI_CONFIG_PATH`` pointing at a file that sets ``[paths] work_dir`` and ``registry_dir`` to fresh
+   folders (raw data: ``data/``). Ratios: pipeline / baseline for 1 and 2 workers. The three runs must give
+   the same selected model and test RMSE (checked and reported).
+2. Resume after a failure in the final stage (EvaluationReport + RegisteredModel). The stage's share of a
+   full 1-worker run comes from luigi's ``running`` / ``done`` log lines, time-stamped on arrival. Then the
+   outputs of those two tasks and the registry are deleted, which is exactly the state a failure of
+   EvaluationReport leaves, and ``python pipeline.py`` is run again. Ratio: resume / that full run, against
+   share + 0.05. Checked: only EvaluationReport, RegisteredModel and the wrapper ran.
+3. Rerun when everything is complete: ``python pipeline.py`` vs ``python -c "import luigi, pandas, sklearn"``,
+   interleaved.
+4. Batch prediction: ``python -m luigi --module pipeline BatchPredictions --month 2021-03 --local-scheduler``
+   (production model of a complete run, output deleted before each run) vs a bare ``model.predict`` on the
+   same rows in a fresh process (``stage.py bare-predict``), interleaved; at scale, see ``scale.py``.
+5. Scale (``scale.py``): generated months of 1M, 3M, 10M rows; validation, features, training, batch
+   prediction, each in its own process: rows/s, peak RSS, growth exponents, peak RSS / in-memory size.
+
+Targets (issue 6) and how each is judged are in the table of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import (  # noqa: E402
+    COLOR,
+    DATA,
+    PYTHON,
+    TEST_MONTH,
+    ProcResult,
+    load_average,
+    machine_facts,
+    median,
+    ran_families,
+    run_json_process,
+    run_process,
+    spread,
+    task_timings,
+    write_override_cfg,
+)
+
+BASELINE_SCRIPT = str(ROOT / "benchmarks" / "baseline_script.py")
+PIPELINE = str(ROOT / "pipeline.py")
+STAGE = str(ROOT / "benchmarks" / "stage.py")
+BARE_IMPORT = [PYTHON, "-c", "import luigi, pandas, sklearn"]
+MODEL_NAME = f"{COLOR}-trip-duration"
+FINAL_STAGE = ("EvaluationReport", "RegisteredModel")
+QUICK_CANDIDATES = ("baseline_linreg", "ridge_a1")
+QUICK_SAMPLE_ROWS = 2000
+#: "close to linear": growth exponent of time (and of peak RSS) at most this
+LINEAR_EXPONENT_LIMIT = 1.2
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- one pipeline run
+class Job:
+    """A pipeline work directory, registry and override config (one per measured run)."""
+
+    def __init__(self, folder: Path, raw_dir: Path | None, candidates: tuple[str, ...] | None) -> None:
+        self.folder = folder
+        self.work = folder / "work"
+        self.registry = folder / "models"
+        self.cfg = write_override_cfg(
+            folder / "override.cfg",
+            work_dir=self.work,
+            registry_dir=self.registry,
+            raw_dir=raw_dir,
+            candidates=candidates,
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"LUIGI_CONFIG_PATH": str(self.cfg)}
+
+    def metrics(self) -> dict[str, Any]:
+        report = next(self.work.glob("EvaluationReport/*/report/metrics.json"))
+        data = json.loads(report.read_text())
+        return {
+            "best": data["algorithm"],
+            "test_rmse": data["metrics"]["test"]["rmse"],
+            "baseline_test_rmse": data["metrics"]["baseline_test"]["rmse"],
+        }
+
+    def kept_file(self, month: str) -> Path:
+        return next(self.work.glob(f"ValidatedTrips/{COLOR}_{month}-*/kept.parquet"))
+
+
+def run_pipeline(job: Job, workers: int, log_path: Path) -> ProcResult:
+    return run_process([PYTHON, PIPELINE, "--workers", str(workers)], env=job.env, log_path=log_path)
+
+
+def family_seconds(timings: list[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in timings:
+        out[t["family"]] = round(out.get(t["family"], 0.0) + t["seconds"], 3)
+    return out
+
+
+def final_stage_seconds(timings: list[dict[str, Any]]) -> float:
+    first = min(t["start"] for t in timings if t["family"] == FINAL_STAGE[0])
+    last = max(t["end"] for t in timings if t["family"] == FINAL_STAGE[1])
+    return last - first
+
+
+# --------------------------------------------------------------------------- benchmarks
+def bench_full_runs(
+    tmp: Path, reps: int, raw_dir: Path | None, candidates: tuple[str, ...] | None, logs: Path
+) -> tuple[dict[str, Any], Job]:
+    """Interleaved baseline / pipeline 1 worker / pipeline 2 workers, plus the resume after each 1-worker run."""
+    runs: list[dict[str, Any]] = []
+    keep: Job | None = None
+    for rep in range(reps):
+        folder = tmp / f"rep{rep}"
+        log(f"rep {rep + 1}/{reps}: baseline script")
+        base_out = folder / "baseline"
+        base_json, base = run_json_process(
+            [PYTHON, BASELINE_SCRIPT, str(base_out)],
+            env=Job(folder / "baseline_cfg", raw_dir, candidates).env,
+            log_path=logs / f"rep{rep}_baseline.log",
+        )
+        log(f"rep {rep + 1}/{reps}: baseline {base.seconds:.1f} s; pipeline, 1 worker")
+        job1 = Job(folder / "pipeline_1w", raw_dir, candidates)
+        p1 = run_pipeline(job1, 1, logs / f"rep{rep}_pipeline_1w.log")
+        log(f"rep {rep + 1}/{reps}: pipeline 1w {p1.seconds:.1f} s; pipeline, 2 workers")
+        job2 = Job(folder / "pipeline_2w", raw_dir, candidates)
+        p2 = run_pipeline(job2, 2, logs / f"rep{rep}_pipeline_2w.log")
+        log(f"rep {rep + 1}/{reps}: pipeline 2w {p2.seconds:.1f} s; resume after a final-stage failure")
+        t1, t2 = task_timings(p1.lines), task_timings(p2.lines)
+        # resume: the state a failure of EvaluationReport leaves (final-stage outputs and registry absent)
+        for family in FINAL_STAGE:
+            shutil.rmtree(job1.work / family, ignore_errors=True)
+        shutil.rmtree(job1.registry, ignore_errors=True)
+        resume = run_pipeline(job1, 1, logs / f"rep{rep}_resume.log")
+        tr = task_timings(resume.lines)
+        share = final_stage_seconds(t1) / p1.seconds
+        m1, m2 = job1.metrics(), job2.metrics()
+        runs.append(
+            {
+                "rep": rep,
+                "baseline_seconds": base.seconds,
+                "pipeline_1w_seconds": p1.seconds,
+                "pipeline_2w_seconds": p2.seconds,
+                "ratio_1w": p1.seconds / base.seconds,
+                "ratio_2w": p2.seconds / base.seconds,
+                "resume_seconds": resume.seconds,
+                "final_stage_seconds": final_stage_seconds(t1),
+                "final_stage_share": share,
+                "resume_ratio": resume.seconds / p1.seconds,
+                "resume_target": share + 0.05,
+                "resume_ran": ran_families(tr),
+                "baseline_steps": base_json.get("step_seconds", {}),
+                "baseline_seconds_in_process": base_json.get("seconds_in_process"),
+                "pipeline_1w_task_seconds": family_seconds(t1),
+                "pipeline_1w_outside_tasks_seconds": p1.seconds - sum(t["seconds"] for t in t1),
+                "pipeline_2w_task_seconds": family_seconds(t2),
+                "results": {"baseline": {k: base_json[k] for k in m1}, "pipeline_1w": m1, "pipeline_2w": m2},
+                "same_results": all(
+                    m["best"] == base_json["best"] and abs(m["test_rmse"] - base_json["test_rmse"]) < 1e-9
+                    for m in (m1, m2)
+                ),
+                "load_average_after": load_average(),
+            }
+        )
+        log(
+            f"rep {rep + 1}/{reps}: ratio 1w {runs[-1]['ratio_1w']:.3f}, 2w {runs[-1]['ratio_2w']:.3f}, "
+            f"resume {runs[-1]['resume_ratio']:.3f} (share {share:.3f}); same results: {runs[-1]['same_results']}"
+        )
+        # keep the last complete 1-worker job for the rerun, batch-prediction and scale benchmarks
+        shutil.rmtree(base_out, ignore_errors=True)
+        shutil.rmtree(job2.folder, ignore_errors=True)
+        if keep is not None:
+            shutil.rmtree(keep.folder, ignore_errors=True)
+        keep = job1
+    assert keep is not None
+    summary = {
+        "runs": runs,
+        "ratio_1w": spread(r["ratio_1w"] for r in runs),
+        "ratio_2w": spread(r["ratio_2w"] for r in runs),
+        "baseline_seconds": spread(r["baseline_seconds"] for r in runs),
+        "pipeline_1w_seconds": spread(r["pipeline_1w_seconds"] for r in runs),
+        "pipeline_2w_seconds": spread(r["pipeline_2w_seconds"] for r in runs),
+        "same_results_every_rep": all(r["same_results"] for r in runs),
+    }
+    resume = {
+        "ratio": spread(r["resume_ratio"] for r in runs),
+        "final_stage_share": spread(r["final_stage_share"] for r in runs),
+        "target": spread(r["resume_target"] for r in runs),
+        "margin": spread(r["resume_target"] - r["resume_ratio"] for r in runs),
+        "resume_seconds": spread(r["resume_seconds"] for r in runs),
+        "ran_only_final_stage_every_rep": all(
+            r["resume_ran"] == sorted([*FINAL_STAGE, "TrainingPipeline"]) for r in runs
+        ),
+    }
+    return {"full_runs": summary, "resume": resume}, keep
+
+
+def bench_rerun(job: Job, reps: int, logs: Path) -> dict[str, Any]:
+    pairs = []
+    for rep in range(reps):
+        rerun = run_pipeline(job, 1, logs / f"rerun_{rep}.log")
+        bare = run_process(BARE_IMPORT)
+        pairs.append(
+            {
+                "rerun_seconds": rerun.seconds,
+                "bare_import_seconds": bare.seconds,
+                "ratio": rerun.seconds / bare.seconds,
+                "ran": ran_families(task_timings(rerun.lines)),
+            }
+        )
+    log(f"rerun: median ratio {median(p['ratio'] for p in pairs):.2f}")
+    return {
+        "pairs": pairs,
+        "ratio": spread(p["ratio"] for p in pairs),
+        "rerun_seconds": spread(p["rerun_seconds"] for p in pairs),
+        "bare_import_seconds": spread(p["bare_import_seconds"] for p in pairs),
+        "ran_nothing_every_rep": all(not p["ran"] for p in pairs),
+    }
+
+
+def bench_batch_small(job: Job, reps: int, logs: Path) -> dict[str, Any]:
+    kept = job.kept_file(TEST_MONTH)
+    cmd = [PYTHON, "-m", "luigi", "--module", "pipeline", "BatchPredictions", "--month", TEST_MONTH]
+    cmd += ["--local-scheduler"]
+    pairs = []
+    for rep in range(reps):
+        shutil.rmtree(job.work / "BatchPredictions", ignore_errors=True)
+        task = run_process(cmd, env=job.env, log_path=logs / f"batch_task_{rep}.log")
+        timings = [t for t in task_timings(task.lines) if t["family"] == "BatchPredictions"]
+        if not timings:
+            raise RuntimeError(f"BatchPredictions did not run:\n{task.text[-3000:]}")
+        bare, bare_proc = run_json_process(
+            [PYTHON, STAGE, "bare-predict", "--kept", str(kept), "--registry", str(job.registry), "--name", MODEL_NAME],
+            log_path=logs / f"batch_bare_{rep}.log",
+        )
+        pairs.append(
+            {
+                "rows": bare["rows"],
+                "task_process_seconds": task.seconds,
+                "task_seconds": timings[0]["seconds"],
+                "bare_predict_seconds": bare["first_predict_seconds"],
+                "bare_process_seconds": bare_proc.seconds,
+                "ratio_process_to_bare_predict": task.seconds / bare["first_predict_seconds"],
+                "ratio_task_to_bare_predict": timings[0]["seconds"] / bare["first_predict_seconds"],
+                "ratio_process_to_bare_process": task.seconds / bare_proc.seconds,
+            }
+        )
+    rows = pairs[0]["rows"]
+    log(f"batch prediction {rows} rows: median ratio {median(p['ratio_process_to_bare_predict'] for p in pairs):.2f}")
+    out: dict[str, Any] = {"rows": rows, "pairs": pairs}
+    for key in (
+        "task_process_seconds",
+        "task_seconds",
+        "bare_predict_seconds",
+        "bare_process_seconds",
+        "ratio_process_to_bare_predict",
+        "ratio_task_to_bare_predict",
+        "ratio_process_to_bare_process",
+    ):
+        out[key] = spread(p[key] for p in pairs)
+    out["rows_per_second_task_process"] = rows / out["task_process_seconds"]["median"]
+    out["rows_per_second_bare_predict"] = rows / out["bare_predict_seconds"]["median"]
+    return out
+
+
+def make_quick_raw(folder: Path) -> Path:
+    """Seeded samples of the real months (raw schema), for --quick."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, month in enumerate(("2021-01", "2021-02", "2021-03")):
+        table = pq.read_table(DATA / f"{COLOR}_tripdata_{month}.parquet")
+        idx = np.sort(np.random.default_rng(i).choice(table.num_rows, size=QUICK_SAMPLE_ROWS, replace=False))
+        pq.write_table(table.take(pa.array(idx)), folder / f"{COLOR}_tripdata_{month}.parquet")
+    return folder
+
+
+# --------------------------------------------------------------------------- targets
+def _target(key: str, what: str, value: Any, target: str, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {"id": key, "what": what, "value": value, "target": target, "met": met, "note": note}
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+    full = results["orchestration"]["full_runs"]
+    r1, r2 = full["ratio_1w"]["median"], full["ratio_2w"]["median"]
+    targets.append(_target("pipeline_1w", "full pipeline / baseline, 1 worker", r1, "<= 1.10", r1 <= 1.10))
+    targets.append(_target("pipeline_2w", "full pipeline / baseline, --workers 2", r2, "< 1.00", r2 < 1.0))
+    rerun = results["rerun"]["ratio"]["median"]
+    targets.append(
+        _target("rerun", "rerun, all complete / bare `import luigi, pandas, sklearn`", rerun, "<= 2", rerun <= 2)
+    )
+    res = results["orchestration"]["resume"]
+    ratio, limit = res["ratio"]["median"], res["target"]["median"]
+    margin = res["margin"]["median"]
+    targets.append(
+        _target(
+            "resume",
+            "resume after a final-stage failure / full run",
+            ratio,
+            f"<= final-stage share + 0.05 = {limit:.3f}",
+            margin >= 0,
+            f"share {res['final_stage_share']['median']:.3f}; median margin per rep {margin:+.3f}",
+        )
+    )
+    batch = results["batch_prediction"]
+    small = batch["normal_size"]
+    ratio = small["ratio_process_to_bare_predict"]["median"]
+    targets.append(
+        _target(
+            "batch_normal",
+            f"BatchPredictions task process / bare model.predict, {small['rows']:,} rows (2021-03)",
+            ratio,
+            "<= 1.2",
+            ratio <= 1.2,
+            f"task alone (log running->done) / bare: {small['ratio_task_to_bare_predict']['median']:.2f}",
+        )
+    )
+    for entry in results["scale"]["sizes"]:
+        pred = entry["stages"].get("prediction", {})
+        if pred.get("measured"):
+            ratio = median(pred["ratio_task_to_bare_all"])
+            targets.append(
+                _target(
+                    f"batch_{entry['rows']}",
+                    f"BatchPredictions code path / bare model.predict, {pred['rows']:,} rows",
+                    ratio,
+                    "<= 1.2",
+                    ratio <= 1.2,
+                    f"batch_predictions() alone / bare: {median(pred['ratio_batch_predictions_to_bare_all']):.3f}",
+                )
+            )
+    sizes = results["scale"]["sizes"]
+    largest = max(sizes, key=lambda e: e["rows"]) if sizes else None
+    for stage, pairs in results["scale"]["growth"].items():
+        if not pairs:
+            continue
+        overall = pairs[-1]
+        span = f"{overall['from_rows']:,} -> {overall['to_rows']:,} rows"
+        for kind, key in (("time", "time_exponent"), ("peak RSS", "peak_rss_exponent")):
+            value = overall[key]
+            targets.append(
+                _target(
+                    f"growth_{stage}_{key}",
+                    f"{stage}: growth exponent of {kind}, {span}",
+                    value,
+                    f"close to linear (<= {LINEAR_EXPONENT_LIMIT})",
+                    value is not None and value <= LINEAR_EXPONENT_LIMIT,
+                    "consecutive: " + ", ".join(f"{p[key]:.2f}" for p in pairs[:-1] if p[key] is not None)
+                    if len(pairs) > 1
+                    else "",
+                )
+            )
+    if largest is not None:
+        for stage, data in largest["stages"].items():
+            if not data.get("measured"):
+                continue
+            value = data["peak_to_frame"]
+            targets.append(
+                _target(
+                    f"memory_{stage}",
+                    f"{stage}: peak RSS / in-memory size of the frame read, {data['rows']:,} rows",
+                    value,
+                    "<= 4",
+                    value <= 4,
+                    f"peak {data['peak_rss_mb']:.0f} MB, frame {data['frame_mb']:.0f} MB; "
+                    f"without the {data['rss_after_imports_mb']:.0f} MB of imports: "
+                    f"{data['peak_above_imports_to_frame']:.2f}",
+                )
+            )
+        missing = [s for s, d in largest["stages"].items() if not d.get("measured")]
+        targets.append(
+            _target(
+                "largest_completes",
+                f"every stage completes at {largest['rows']:,} rows",
+                "all" if not missing else f"not measured: {', '.join(missing)}",
+                "completes",
+                not missing,
+                "; ".join(largest["stages"][s].get("reason", "") for s in missing),
+            )
+        )
+    return targets
+
+
+# --------------------------------------------------------------------------- markdown
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _range(s: dict[str, Any], digits: int = 3) -> str:
+    if not s or s.get("median") is None:
+        return "–"
+    return f"{_fmt(s['min'], digits)} – {_fmt(s['max'], digits)} (n={s['n']})"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{meta['command']}` on {m['date_utc']} ({'QUICK, tiny sizes' if meta['quick'] else 'full run'}"
+        f", {meta['duration_minutes']:.0f} min). Raw numbers: `benchmarks/results.json`. Rerun with `make bench`"
+        " (= `.venv/bin/python benchmarks/run.py`); options: `--reps`, `--sizes`, `--train-budget`, `--quick`.",
+        "",
+        "The machine is shared (other test runs at the same time), so each comparison is a ratio of two runs made "
+        "next to each other, repeated; the tables give the median of the per-repetition ratios and their range.",
+        "",
+        "## Targets",
+        "",
+        "| benchmark | measured (median) | target | met | note |",
+        "|---|---:|---|:---:|---|",
+    ]
+    for t in results["targets"]:
+        met = "–" if t["met"] is None else ("**met**" if t["met"] else "**missed**")
+        lines.append(f"| {t['what']} | {_fmt(t['value'])} | {t['target']} | {met} | {t['note']} |")
+    lines += [
+        "",
+        "## Machine",
+        "",
+        "| fact | value |",
+        "|---|---|",
+        f"| CPU | {m['cpu_model']} |",
+        f"| cores (logical / usable) | {m['logical_cpus']} / {m['usable_cpus']} |",
+        f"| RAM | {m['ram_gib']} GiB |",
+        f"| OS | {m['os']} |",
+        f"| Python | {m['python']} |",
+        "| libraries | " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + " |",
+        f"| commit | {m['git_commit']}{' (with uncommitted changes)' if m['git_tracked_changes'] else ''} |",
+        f"| load average at start / end | {m['load_average_at_start']} / {meta['load_average_at_end']} |",
+        "",
+    ]
+    full = results["orchestration"]["full_runs"]
+    lines += [
+        "## Orchestration: pipeline vs plain script (same work, same results)",
+        "",
+        "| rep | baseline s | pipeline 1w s | 2w s | 1w / base | 2w / base | same model and test RMSE | load after |",
+        "|---:|---:|---:|---:|---:|---:|:---:|---|",
+    ]
+    for r in full["runs"]:
+        lines.append(
+            f"| {r['rep'] + 1} | {_fmt(r['baseline_seconds'], 1)} | {_fmt(r['pipeline_1w_seconds'], 1)} | "
+            f"{_fmt(r['pipeline_2w_seconds'], 1)} | {_fmt(r['ratio_1w'])} | {_fmt(r['ratio_2w'])} | "
+            f"{_fmt(r['same_results'])} | {r['load_average_after']} |"
+        )
+    lines += [
+        f"| median | {_fmt(full['baseline_seconds']['median'], 1)} | {_fmt(full['pipeline_1w_seconds']['median'], 1)}"
+        f" | {_fmt(full['pipeline_2w_seconds']['median'], 1)} | {_fmt(full['ratio_1w']['median'])} | "
+        f"{_fmt(full['ratio_2w']['median'])} | | |",
+        "",
+        "Where the time goes (seconds, per repetition: baseline script step / the task family's running->done "
+        "time in the 1-worker run / in the 2-worker run, where tasks overlap):",
+        "",
+    ]
+    families = [
+        "ValidatedTrips+ModelInputTable",
+        "CandidateScore",
+        "ModelSelection",
+        "FinalModel",
+        "EvaluationReport",
+        "RegisteredModel",
+    ]
+    lines += ["| step | " + " | ".join(f"rep {r['rep'] + 1}" for r in full["runs"]) + " |"]
+    lines += ["|---|" + "---:|" * len(full["runs"])]
+
+    def step_sum(steps: dict[str, float], family: str) -> float:
+        return sum(v for k, v in steps.items() if k.split("[")[0] == family)
+
+    def fam(tasks: dict[str, float], family: str) -> float:
+        return sum(tasks.get(f, 0.0) for f in family.split("+"))
+
+    for family in families:
+        cells = [
+            f"{step_sum(r['baseline_steps'], family):.1f} / {fam(r['pipeline_1w_task_seconds'], family):.1f} / "
+            f"{fam(r['pipeline_2w_task_seconds'], family):.1f}"
+            for r in full["runs"]
+        ]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    cells = [
+        f"{r['baseline_seconds'] - (r['baseline_seconds_in_process'] or 0):.1f} / "
+        f"{r['pipeline_1w_outside_tasks_seconds']:.1f} / –"
+        for r in full["runs"]
+    ]
+    lines.append("| outside the steps (start-up, imports, scheduling) | " + " | ".join(cells) + " |")
+    cand = sorted({k for r in full["runs"] for k in r["baseline_steps"] if k.startswith("CandidateScore[")})
+    for key in cand:
+        lines.append(
+            f"| &nbsp;&nbsp;{key} (baseline only) | "
+            + " | ".join(f"{r['baseline_steps'].get(key, 0):.1f}" for r in full["runs"])
+            + " |"
+        )
+    res = results["orchestration"]["resume"]
+    rerun = results["rerun"]
+    lines += [
+        "",
+        "## Resume and rerun",
+        "",
+        "| measure | median | range |",
+        "|---|---:|---|",
+        f"| final stage (EvaluationReport + RegisteredModel) share of a full 1-worker run | "
+        f"{_fmt(res['final_stage_share']['median'])} | {_range(res['final_stage_share'])} |",
+        f"| resume s | {_fmt(res['resume_seconds']['median'], 1)} | {_range(res['resume_seconds'], 1)} |",
+        f"| resume / full run | {_fmt(res['ratio']['median'])} | {_range(res['ratio'])} |",
+        f"| only the final stage ran on resume (every rep) | {_fmt(res['ran_only_final_stage_every_rep'])} | |",
+        f"| rerun with everything complete s | {_fmt(rerun['rerun_seconds']['median'], 2)} | "
+        f"{_range(rerun['rerun_seconds'], 2)} |",
+        f'| bare `python -c "import luigi, pandas, sklearn"` s | {_fmt(rerun["bare_import_seconds"]["median"], 2)}'
+        f" | {_range(rerun['bare_import_seconds'], 2)} |",
+        f"| rerun / bare import | {_fmt(rerun['ratio']['median'], 2)} | {_range(rerun['ratio'], 2)} |",
+        f"| the rerun ran no task (every rep) | {_fmt(rerun['ran_nothing_every_rep'])} | |",
+        "",
+    ]
+    small = results["batch_prediction"]["normal_size"]
+    lines += [
+        f"## Batch prediction, 2021-03 ({small['rows']:,} kept trips, production model of the run)",
+        "",
+        "| measure | median | range |",
+        "|---|---:|---|",
+        f"| `python -m luigi --module pipeline BatchPredictions` process s | "
+        f"{_fmt(small['task_process_seconds']['median'], 2)} | {_range(small['task_process_seconds'], 2)} |",
+        f"| of which the task (running -> done) s | {_fmt(small['task_seconds']['median'], 2)} | "
+        f"{_range(small['task_seconds'], 2)} |",
+        f"| bare `model.predict` on the same rows s | {_fmt(small['bare_predict_seconds']['median'], 2)} | "
+        f"{_range(small['bare_predict_seconds'], 2)} |",
+        f"| task process / bare predict | {_fmt(small['ratio_process_to_bare_predict']['median'], 2)} | "
+        f"{_range(small['ratio_process_to_bare_predict'], 2)} |",
+        f"| task alone / bare predict | {_fmt(small['ratio_task_to_bare_predict']['median'], 2)} | "
+        f"{_range(small['ratio_task_to_bare_predict'], 2)} |",
+        f"| task process / bare process (imports + load + read + predict) | "
+        f"{_fmt(small['ratio_process_to_bare_process']['median'], 2)} | "
+        f"{_range(small['ratio_process_to_bare_process'], 2)} |",
+        "",
+    ]
+    scale = results["scale"]
+    lines += [
+        "## Scale (generated 2021-03 months; each stage in its own process)",
+        "",
+        f"Training candidate: `{scale['candidate']}`; training budget {scale['train_budget_seconds']:.0f} s. "
+        "Prediction: task code path (registry load with sha256 check, read kept, `batch_predictions`, write "
+        "parquet) vs bare `model.predict`, interleaved (3 repetitions up to 1.5M rows, 1 above).",
+        "",
+        "| rows generated | stage | rows in | s | rows/s | peak RSS MB | RSS after imports MB | frame MB | "
+        "peak / frame | (peak − imports) / frame |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in scale["sizes"]:
+        for stage in ("validation", "features", "training", "prediction"):
+            d = entry["stages"].get(stage, {})
+            if not d.get("measured"):
+                lines.append(f"| {entry['rows']:,} | {stage} | | | | | | | | {d.get('reason', 'not measured')} |")
+                continue
+            lines.append(
+                f"| {entry['rows']:,} | {stage} | {d['rows']:,} | {_fmt(d['seconds'], 1)} | "
+                f"{_fmt(d.get('rows_per_second'), 0)} | {_fmt(d['peak_rss_mb'], 0)} | "
+                f"{_fmt(d['rss_after_imports_mb'], 0)} | {_fmt(d['frame_mb'], 0)} | {_fmt(d['peak_to_frame'], 2)} | "
+                f"{_fmt(d['peak_above_imports_to_frame'], 2)} |"
+            )
+    lines += [
+        "",
+        "Growth exponents `log(x2/x1) / log(n2/n1)` (1 = linear):",
+        "",
+        "| stage | rows | time | peak RSS | peak RSS − imports |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for stage, pairs in scale["growth"].items():
+        for p in pairs:
+            lines.append(
+                f"| {stage} | {p['from_rows']:,} -> {p['to_rows']:,} | {_fmt(p['time_exponent'], 2)} | "
+                f"{_fmt(p['peak_rss_exponent'], 2)} | {_fmt(p['peak_above_imports_exponent'], 2)} |"
+            )
+    lines += ["", "Batch prediction at scale (task code path vs bare predict):", ""]
+    lines += ["| rows | task path s | batch_predictions() s | bare predict s | task / bare | rows/s task |"]
+    lines += ["|---:|---:|---:|---:|---:|---:|"]
+    for entry in scale["sizes"]:
+        d = entry["stages"].get("prediction", {})
+        if d.get("measured"):
+            lines.append(
+                f"| {d['rows']:,} | {_fmt(d['seconds'], 1)} | {_fmt(d['core_seconds'], 1)} | "
+                f"{_fmt(d['bare_predict_seconds'], 1)} | {_fmt(median(d['ratio_task_to_bare_all']), 3)} | "
+                f"{_fmt(d['rows_per_second'], 0)} |"
+            )
+    lines += [
+        "",
+        "## Method",
+        "",
+        "- Baseline: `benchmarks/baseline_script.py`, one file without luigi that calls the same functions "
+        "(`tripduration.nodes`) in sequence with the same configuration and thread settings and writes the same "
+        "outputs (tables, scores, selection, both final models, report, registry version); it keeps frames in "
+        "memory instead of re-reading the files it wrote.",
+        "- Pipeline runs: `python pipeline.py [--workers 2]` with `LUIGI_CONFIG_PATH` setting `[paths] work_dir` "
+        "and `registry_dir` to fresh folders per run; per-task times from luigi's `running`/`done` log lines, "
+        "time-stamped as they arrive.",
+        "- Resume: after a full 1-worker run, the outputs of EvaluationReport and RegisteredModel and the registry "
+        "are deleted (the state a failure of EvaluationReport leaves) and the same command is run again.",
+        "- Scale: `benchmarks/generate.py` resamples the real 2021-03 rows with replacement (seeded), moves pickup "
+        "and dropoff by the same offset (whole weeks plus up to ±30 min, staying in the month) and multiplies "
+        "distances by lognormal noise (σ = 0.05). `benchmarks/stage.py` runs each stage in its own process; "
+        "peak RSS is that process's `ru_maxrss`; frame MB is `DataFrame.memory_usage(deep=True)` of the frame the "
+        f"stage reads. 'Close to linear' is judged as a growth exponent <= {LINEAR_EXPONENT_LIMIT}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=None, help="repetitions of the full runs (default 3)")
+    parser.add_argument("--rerun-reps", type=int, default=None, help="rerun / bare import pairs (default 5)")
+    parser.add_argument("--batch-reps", type=int, default=None, help="batch task / bare predict pairs (default 5)")
+    parser.add_argument("--sizes", default=None, help="scale sizes (default 1000000,3000000,10000000)")
+    parser.add_argument("--train-budget", type=float, default=900.0, help="max extrapolated fit seconds at scale")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (about half a minute)")
+    parser.add_argument("--out", type=Path, default=None, help="write results.json and benchmarks.md here instead")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, outputs)")
+    parser.add_argument("--tmp", type=Path, default=None, help="parent of the temporary folder")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    reps = args.reps or (1 if quick else 3)
+    rerun_reps = args.rerun_reps or (1 if quick else 5)
+    batch_reps = args.batch_reps or (1 if quick else 5)
+    sizes = [int(s) for s in (args.sizes or ("2000,4000" if quick else "1000000,3000000,10000000")).split(",")]
+    if args.out is None and quick:
+        args.out = Path(tempfile.mkdtemp(prefix="bench-quick-out-"))
+    json_path = args.out / "results.json" if args.out else ROOT / "benchmarks" / "results.json"
+    md_path = args.out / "benchmarks.md" if args.out else ROOT / "docs" / "benchmarks.md"
+
+    started = time.perf_counter()
+    facts = machine_facts()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=args.tmp))
+    logs = tmp / "logs"
+    log(f"working in {tmp}")
+    succeeded = False
+
+    def checkpoint(name: str, payload: Any) -> None:  # partial results survive a failure later on
+        (tmp / f"partial_{name}.json").write_text(json.dumps(payload, indent=2, default=str))
+
+    try:
+        raw_dir = make_quick_raw(tmp / "raw") if quick else None
+        candidates = QUICK_CANDIDATES if quick else None
+        orchestration, job = bench_full_runs(tmp, reps, raw_dir, candidates, logs)
+        checkpoint("orchestration", orchestration)
+        rerun = bench_rerun(job, rerun_reps, logs)
+        checkpoint("rerun", rerun)
+        batch_small = bench_batch_small(job, batch_reps, logs)
+        checkpoint("batch_small", batch_small)
+        best = job.metrics()["best"]
+        if args.skip_scale:
+            scale: dict[str, Any] = {"sizes": [], "growth": {}}
+        else:
+            from benchmarks.scale import run_scale
+
+            scale = run_scale(
+                sizes,
+                tmp / "scale",
+                job.registry,
+                MODEL_NAME,
+                best,
+                train_budget=args.train_budget,
+                log_dir=logs,
+                progress=log,
+                fixed_prediction_reps=1 if quick else None,
+            )
+        scale.update(candidate=best, train_budget_seconds=args.train_budget)
+        results: dict[str, Any] = {
+            "meta": {
+                "command": "benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "quick": quick,
+                "reps": reps,
+                "rerun_reps": rerun_reps,
+                "batch_reps": batch_reps,
+                "sizes": sizes,
+                "machine": facts,
+                "load_average_at_end": load_average(),
+                "duration_minutes": (time.perf_counter() - started) / 60,
+                "candidates": list(candidates) if candidates else "luigi.cfg [model_search]",
+                "raw_rows_per_month": QUICK_SAMPLE_ROWS if quick else "full embedded months",
+            },
+            "orchestration": orchestration,
+            "rerun": rerun,
+            "batch_prediction": {
+                "normal_size": batch_small,
+                "at_scale": [
+                    {"rows": e["stages"]["prediction"].get("rows"), **e["stages"]["prediction"]}
+                    for e in scale["sizes"]
+                    if e["stages"].get("prediction", {}).get("measured")
+                ],
+            },
+            "scale": scale,
+        }
+        results["targets"] = evaluate_targets(results)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(render_markdown(results))
+        log(f"wrote {json_path} and {md_path}")
+        for t in results["targets"]:
+            met = "met" if t["met"] else "MISSED"
+            log(f"{met:6} {t['what']}: {_fmt(t['value'])} (target {t['target']})")
+        succeeded = True
+    finally:
+        if args.keep or not succeeded:
+            log(f"kept {tmp} (logs, partial results)")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
