@@ -11,10 +11,12 @@ as BatchPredictions uses it, against a bare ``model.predict`` on the same rows, 
 up to 1.5M rows, 1 above) -> training (the candidate given, normally the one a normal run selected, with
 its configured parameters, on the N-row modelling table).
 
-Training is skipped at a size when its time, extrapolated from the largest size trained so far with the
-growth exponent measured between the last two sizes (at least 1, i.e. linear), exceeds ``--train-budget``
-seconds; the skip and its reason are recorded. A stage that runs longer than ``--stage-timeout`` is killed
-and recorded as not completed.
+Training runs last at each size, and is skipped when its time, extrapolated from the largest size trained
+so far with the growth exponent measured between the last two sizes (at least 1, i.e. linear), exceeds
+``--train-budget`` seconds, or when that plus the time the other stages took at this size exceeds
+``--size-budget`` seconds (default 900: about 15 minutes per size); the skip and its reason are recorded.
+A stage that runs longer than ``--stage-timeout`` is killed; a stage that is killed (also from outside) or
+fails is recorded as not completed, with its exit code or signal.
 
 Reported per stage and size: seconds, rows/s, peak RSS, RSS after imports, in-memory size of the frame read
 and peak/frame; per stage: growth exponents ``log(t2/t1) / log(n2/n1)`` of time and peak RSS between
@@ -68,6 +70,7 @@ def _stage(args: list[str], log: Path, timeout: float) -> dict[str, Any]:
         if line.startswith("{"):
             result = json.loads(line)
             result["measured"] = True
+            result["process_seconds"] = proc.seconds
             return result
     return {"measured": False, "reason": f"printed no result (log: {log.name})"}
 
@@ -93,6 +96,7 @@ def run_scale(
     *,
     seed: int = 6,
     train_budget: float = 900.0,
+    size_budget: float = 900.0,
     stage_timeout: float = 3600.0,
     log_dir: Path | None = None,
     progress: Any = print,
@@ -151,16 +155,18 @@ def run_scale(
         )
         table_rows = stages["features"].get("rows") or rows
         estimate, exponent = predicted_training_seconds(trained, table_rows)
-        if estimate is not None and estimate > train_budget:
+        spent = sum(s.get("process_seconds", 0.0) for s in stages.values())
+        if estimate is not None and (estimate > train_budget or spent + estimate > size_budget):
             n_last, t_last = trained[-1]
             stages["training"] = {
                 "measured": False,
                 "candidate": candidate,
                 "predicted_seconds": estimate,
                 "reason": (
-                    f"not measured: extrapolated fit time {estimate:.0f} s ({t_last:.0f} s at {n_last:,} rows "
-                    f"x ({table_rows:,}/{n_last:,})^{exponent:.2f}) exceeds the training budget of "
-                    f"{train_budget:.0f} s"
+                    f"not measured: fit time extrapolated to {estimate:.0f} s ({t_last:.0f} s at {n_last:,} rows "
+                    f"x ({table_rows:,}/{n_last:,})^{exponent:.2f}); with the {spent:.0f} s the other stages took "
+                    f"at this size that is over the budget of {size_budget:.0f} s per size "
+                    f"(or {train_budget:.0f} s for training)"
                 ),
             }
             progress(f"scale {rows:,} rows: training skipped ({stages['training']['reason']})")
@@ -212,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     parser.add_argument("--candidate", default="hgb_lr05_l127")
     parser.add_argument("--train-budget", type=float, default=900.0)
+    parser.add_argument("--size-budget", type=float, default=900.0)
     parser.add_argument("--stage-timeout", type=float, default=3600.0)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         args.name,
         args.candidate,
         train_budget=args.train_budget,
+        size_budget=args.size_budget,
         stage_timeout=args.stage_timeout,
     )
     text = json.dumps(result, indent=2, default=str)
