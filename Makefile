@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all test-kill lint format clean scheduler scheduler-stop scheduler-status
+.PHONY: help setup run test test-all test-kill bench bench-quick lint format clean scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ test-all: $(STAMP) ## every test, including the slow end-to-end run on the real 
 
 test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
+
+bench: $(STAMP) ## the benchmark of issue 6 (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md
+	$(PY) benchmarks/run.py $(ARGS)
+
+bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
+	$(PY) benchmarks/run.py --quick
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

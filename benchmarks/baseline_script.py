@@ -61,6 +61,7 @@ from tripduration.nodes import (  # noqa: E402
     select_best,
     validate_trip_file,
 )
+from tripduration.parquet import write_parquet  # noqa: E402
 from tripduration.registry import ModelRegistry, sha256_file  # noqa: E402
 from tripduration.rules import Rules  # noqa: E402
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.getfloat("validation", "max_distance_miles", fallback=100.0),
     )
     candidates = json.loads(cfg.get("model_search", "candidates"))
+    max_rows = cfg.getint("training", "max_rows", fallback=2_000_000)
     model_name = cfg.get("registry", "model_name", fallback="{color}-trip-duration").format(color=args.color)
     train_months = parse_month_list(args.train_months)
     val_month, test_month = parse_month(args.val_month), parse_month(args.test_month)
@@ -130,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / format_month(month)
         folder.mkdir(parents=True, exist_ok=True)
         kept, rejected, summary = validate_trip_file(raw, month, rules, zones)
-        kept.to_parquet(folder / "kept.parquet", index=False)
-        rejected.to_parquet(folder / "rejected.parquet", index=False)
+        write_parquet(kept, folder / "kept.parquet")
+        write_parquet(rejected, folder / "rejected.parquet")
         write_json(folder / "summary.json", summary)
         table = modelling_table(kept)
-        table.to_parquet(folder / "table.parquet", index=False)
+        write_parquet(table, folder / "table.parquet")
         tables[month], summaries[month], raw_files[month] = table, summary, raw
         step("ValidatedTrips+ModelInputTable")
 
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = tables[val_month]
     scores = []
     for name in candidates:
-        score = score_candidate(get_candidate(name), train, validation)
+        score = score_candidate(get_candidate(name), train, validation, max_rows)
         write_json(out / "scores" / f"{name}.json", score)
         scores.append(score)
         step(f"CandidateScore[{name}]")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     final: dict[str, Any] = {}
     for role, name in (("best", selection["best"]), ("baseline", BASELINE)):
         spec = get_candidate(name)
-        model, seconds = fit_candidate(spec, data)
+        model, seconds = fit_candidate(spec, data, max_rows)
         folder = out / "final" / role
         folder.mkdir(parents=True, exist_ok=True)
         joblib.dump(model, folder / "model.joblib", compress=3)
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "params": spec.params,
             "description": spec.description,
             "rows": len(data),
+            "fit_rows": min(len(data), max_rows or len(data)),
             "fit_seconds": round(seconds, 3),
         }
         write_json(folder / "fit.json", fit)

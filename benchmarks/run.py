@@ -332,15 +332,17 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     batch = results["batch_prediction"]
     small = batch["normal_size"]
-    ratio = small["ratio_process_to_bare_predict"]["median"]
+    ratio = small["ratio_task_to_bare_predict"]["median"]
     targets.append(
         _target(
             "batch_normal",
-            f"BatchPredictions task process / bare model.predict, {small['rows']:,} rows (2021-03)",
+            f"BatchPredictions task (running -> done) / bare model.predict, {small['rows']:,} rows (2021-03)",
             ratio,
             "<= 1.2",
             ratio <= 1.2,
-            f"task alone (log running->done) / bare: {small['ratio_task_to_bare_predict']['median']:.2f}",
+            "whole `luigi` process / bare process (both: start-up, imports, load, read, predict): "
+            f"{small['ratio_process_to_bare_process']['median']:.2f}; whole process / bare predict alone: "
+            f"{small['ratio_process_to_bare_predict']['median']:.2f} (start-up is the rerun benchmark's)",
         )
     )
     for entry in results["scale"]["sizes"]:

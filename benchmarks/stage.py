@@ -42,14 +42,30 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from benchmarks.common import current_rss_mb, peak_rss_mb  # noqa: E402
 from tripduration.candidates import get_candidate  # noqa: E402
-from tripduration.features import MODEL_INPUT_COLUMNS  # noqa: E402
+from tripduration.features import MODEL_INPUT_COLUMNS, MODEL_TABLE_SOURCE_COLUMNS  # noqa: E402
 from tripduration.months import parse_month  # noqa: E402
-from tripduration.nodes import batch_predictions, fit_candidate, modelling_table, validate_trip_file  # noqa: E402
+from tripduration.nodes import (  # noqa: E402
+    BATCH_INPUT_COLUMNS,
+    batch_predictions,
+    fit_candidate,
+    modelling_table,
+    validate_trip_file,
+)
+from tripduration.parquet import read_parquet, write_parquet  # noqa: E402
 from tripduration.registry import ModelRegistry  # noqa: E402
 from tripduration.rules import Rules  # noqa: E402
 from tripduration.schema import read_trips  # noqa: E402
 
 MB = 1024.0**2
+
+
+def training_max_rows() -> int:
+    """``[training] max_rows`` of the project's luigi.cfg (what FinalModel fits on), without importing luigi."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "luigi.cfg")
+    return cfg.getint("training", "max_rows", fallback=2_000_000)
 
 
 def frame_mb(frame: pd.DataFrame) -> float:
@@ -64,8 +80,8 @@ def validation(args: argparse.Namespace) -> dict[str, Any]:
     core_start = time.perf_counter()
     kept, rejected, summary = validate_trip_file(args.raw, parse_month(args.month), Rules(), zones)
     core = time.perf_counter() - core_start
-    kept.to_parquet(out / "kept.parquet", index=False)
-    rejected.to_parquet(out / "rejected.parquet", index=False)
+    write_parquet(kept, out / "kept.parquet")
+    write_parquet(rejected, out / "rejected.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     seconds = time.perf_counter() - start
     peak = peak_rss_mb()
@@ -86,11 +102,11 @@ def features(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    kept = pd.read_parquet(args.kept)
+    kept = read_parquet(args.kept, columns=list(MODEL_TABLE_SOURCE_COLUMNS))
     core_start = time.perf_counter()
     table = modelling_table(kept)
     core = time.perf_counter() - core_start
-    table.to_parquet(out / "table.parquet", index=False)
+    write_parquet(table, out / "table.parquet")
     seconds = time.perf_counter() - start
     return {
         "rows": len(kept),
@@ -106,13 +122,14 @@ def training(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     spec = get_candidate(args.candidate)
     start = time.perf_counter()
-    table = pd.read_parquet(args.table)
-    model, fit_seconds = fit_candidate(spec, table)
+    table = read_parquet(args.table)
+    model, fit_seconds = fit_candidate(spec, table, args.max_rows)
     joblib.dump(model, out / "model.joblib", compress=3)
     seconds = time.perf_counter() - start
     return {
         "rows": len(table),
         "candidate": spec.name,
+        "fit_rows": min(len(table), args.max_rows or len(table)),
         "params": spec.params,
         "seconds": seconds,
         "core_seconds": fit_seconds,
@@ -131,11 +148,11 @@ def prediction(args: argparse.Namespace) -> dict[str, Any]:
         # what BatchPredictions.run() does
         start = time.perf_counter()
         model, meta = registry.load_model()
-        kept = pd.read_parquet(args.kept)
+        kept = read_parquet(args.kept, columns=list(BATCH_INPUT_COLUMNS))
         core_start = time.perf_counter()
         predictions = batch_predictions(model, kept, meta["name"], meta["version"])
         core.append(time.perf_counter() - core_start)
-        predictions.to_parquet(out / "predictions.parquet", index=False)
+        write_parquet(predictions, out / "predictions.parquet")
         task.append(time.perf_counter() - start)
         if rep == 0:
             result.update(
@@ -164,8 +181,7 @@ def prediction(args: argparse.Namespace) -> dict[str, Any]:
 
 def bare_predict(args: argparse.Namespace) -> dict[str, Any]:
     model, _meta = ModelRegistry(args.registry, args.name).load_model()
-    kept = pd.read_parquet(args.kept)
-    X = kept.loc[:, list(MODEL_INPUT_COLUMNS)]
+    X = pd.read_parquet(args.kept, columns=list(MODEL_INPUT_COLUMNS))
     times = []
     for _ in range(args.reps):
         start = time.perf_counter()
@@ -194,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", type=Path)
     parser.add_argument("--name", default="green-trip-duration")
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument(
+        "--max-rows", type=int, default=training_max_rows(), help="training: [training] max_rows of luigi.cfg"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     # the thread settings of a task in a one-worker pipeline run (tasks.base._prepare_task_process)

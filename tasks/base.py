@@ -75,6 +75,15 @@ class model_search(luigi.Config):  # noqa: N801
     )
 
 
+class training(luigi.Config):  # noqa: N801
+    """``[training]``: how much of the training window a fit may use (part of the fits' fingerprints)."""
+
+    max_rows = luigi.IntParameter(
+        default=2_000_000,
+        description="fit on a seeded sample of at most this many trips (0: every trip)",
+    )
+
+
 class registry(luigi.Config):  # noqa: N801
     """``[registry]``: the model's name in the registry."""
 
@@ -124,6 +133,25 @@ class PipelineTask(luigi.Task):
     code_version: ClassVar[int] = 1
     #: config sections whose values change this task's result
     fingerprint_configs: ClassVar[tuple[type[luigi.Config], ...]] = ()
+    #: True for tasks whose native code scales with cores and that run alone on the critical path (final
+    #: refit, evaluation, registration, batch prediction): with ``--workers`` > 1 they hold every core of
+    #: the scheduler's ``cores`` resource and use them all; the other tasks hold one core each and run side
+    #: by side (candidates, months)
+    all_cores: ClassVar[bool] = False
+
+    def task_cores(self) -> int:
+        """Native threads this task uses when it runs in a forked worker process (and cores it asks for)."""
+        total = scheduler_cores()
+        configured = parallelism().threads_per_task
+        if configured:
+            return min(configured, total) if total else configured
+        if not total:
+            return 1
+        return total if self.all_cores else 1
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {"cores": self.task_cores()} if scheduler_cores() else {}
 
     def fingerprint(self) -> str:
         cached = self.__dict__.get("_fingerprint")
@@ -212,10 +240,30 @@ class parallelism(luigi.Config):  # noqa: N801
 
     With ``--workers N`` luigi forks one process per running task; if each also starts one OpenMP thread per
     core, N processes fight over the cores (measured here: a 10 s HistGradientBoosting fit took 59 s with two
-    workers). ``0`` means automatic: all cores with one worker, one thread per forked worker process.
+    workers). ``0`` means automatic: all cores with one worker; with several workers, as many threads as
+    cores the task holds of the scheduler's ``cores`` resource (see :func:`scheduler_cores`), else one.
     """
 
     threads_per_task = luigi.IntParameter(default=0)
+
+
+def scheduler_cores() -> int:
+    """Total of the scheduler's ``cores`` resource for this run, 0 if it has none.
+
+    ``tasks.runner.run`` sets ``[resources] cores`` before building: for the local scheduler the CPUs this
+    process may use (unless luigi.cfg sets it), for luigid the total luigid reports (``bin/scheduler``
+    gives it one). Tasks then ask for cores (:attr:`PipelineTask.all_cores`), so the scheduler never runs
+    more threads than cores. Without the resource (the bare ``luigi`` command, a luigid without it) tasks
+    ask for none, and forked tasks use one thread each.
+    """
+    return luigi.configuration.get_config().getint("resources", "cores", 0)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @PipelineTask.event_handler(luigi.Event.START)
@@ -231,8 +279,7 @@ def _prepare_task_process(task: PipelineTask) -> None:
     # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
-    configured = parallelism().threads_per_task
-    threads = configured or (1 if forked else None)
+    threads = task.task_cores() if forked or parallelism().threads_per_task else None
     if threads:
         # applies process-wide until the process ends; forked task processes end with their task
         threadpool_limits(limits=threads, user_api="openmp")

@@ -17,9 +17,11 @@ from tasks.base import (
     validation,
     write_json,
 )
+from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
 from tripduration.fetch import download as fetch_url
 from tripduration.months import format_month
 from tripduration.nodes import modelling_table, validate_trip_file
+from tripduration.parquet import read_parquet, write_parquet
 from tripduration.rules import Rules
 
 
@@ -92,7 +94,7 @@ class ValidatedTrips(PipelineTask):
         out = self.output()
         for name, frame in (("kept.parquet", kept), ("rejected.parquet", rejected)):
             with atomic_path(out[name]) as tmp:
-                frame.to_parquet(tmp, index=False)
+                write_parquet(frame, tmp)
         write_json(out["summary.json"], summary)
         self.progress(
             f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 100
@@ -110,13 +112,13 @@ class ModelInputTable(PipelineTask):
 
     def run(self) -> None:
         self.progress("reading kept trips", 10)
-        kept = pd.read_parquet(self.input()["kept.parquet"].path)
+        kept = read_parquet(self.input()["kept.parquet"].path, columns=list(MODEL_TABLE_SOURCE_COLUMNS))
         table = modelling_table(kept)
         self.progress(f"writing {len(table)} rows of model inputs and target", 60)
         with atomic_path(self.output()) as tmp:
-            table.to_parquet(tmp, index=False)
+            write_parquet(table, tmp)
         self.progress(f"{len(table)} rows", 100)
 
 
 def read_table(target: luigi.LocalTarget) -> pd.DataFrame:
-    return pd.read_parquet(target.path)
+    return read_parquet(target.path)

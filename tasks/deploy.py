@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import luigi
-import pandas as pd
 
 from tasks.base import (
     ColorParameter,
@@ -25,7 +24,8 @@ from tasks.pipelines import MonthlyTraining
 from tripduration.evaluation import render_monitoring_html
 from tripduration.monitoring import Thresholds, monitor_month
 from tripduration.months import format_month
-from tripduration.nodes import batch_predictions
+from tripduration.nodes import BATCH_INPUT_COLUMNS, batch_predictions
+from tripduration.parquet import read_parquet, write_parquet
 from tripduration.registry import ModelRegistry
 
 
@@ -53,6 +53,7 @@ class ModelVersionTask(PipelineTask):
     version: when production changes, the task is no longer complete and reruns with the new model.
     """
 
+    all_cores = True
     color = ColorParameter()
     month = MonthParameter(description="month of trips, YYYY-MM")
     model_version = luigi.Parameter(default="production", description="registry version (vNNNN) or 'production'")
@@ -88,11 +89,11 @@ class BatchPredictions(ModelVersionTask):
     def run(self) -> None:
         self.progress("loading the model", 5)
         model, meta = self.load()
-        kept = pd.read_parquet(self.input()["kept.parquet"].path)
+        kept = read_parquet(self.input()["kept.parquet"].path, columns=list(BATCH_INPUT_COLUMNS))
         self.progress(f"predicting {len(kept)} trips with {meta['name']} {meta['version']}", 30)
         predictions = batch_predictions(model, kept, meta["name"], meta["version"])
         with atomic_path(self.output()) as tmp:
-            predictions.to_parquet(tmp, index=False)
+            write_parquet(predictions, tmp)
         self.progress(f"{len(predictions)} predictions", 100)
 
 

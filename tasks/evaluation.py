@@ -22,6 +22,7 @@ class EvaluationReport(TrainingWindow):
     """
 
     code_version = 1
+    all_cores = True
     test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
 
     def requires(self) -> dict[str, luigi.Task]:

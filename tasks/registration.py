@@ -29,7 +29,8 @@ class RegisteredModel(PipelineTask):
     ``registration.json`` naming the version and the gate's decision.
     """
 
-    code_version = 2  # 2: reference profile for monitoring
+    code_version = 3  # 2: reference profile for monitoring; 3: prediction profile on a sample
+    all_cores = True
 
     def requires(self) -> dict[str, Any]:
         months = {"train": self.train_months, "validation": (self.val_month,), "test": (self.test_month,)}

@@ -21,7 +21,7 @@ import luigi.retcodes
 from luigi.execution_summary import LuigiStatusCode
 from luigi.task import flatten
 
-from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans
+from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
 from tripduration.fetch import probe
 from tripduration.months import format_month
@@ -112,6 +112,35 @@ def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: list[luigi.
     }.get(result.status, codes.not_run) or 1
 
 
+def offer_cores(scheduler_url: str | None) -> int:
+    """Set ``[resources] cores`` for this run (see ``tasks.base.scheduler_cores``) and return it.
+
+    Local scheduler: luigi.cfg's value if it has one, else the CPUs this process may use. luigid: the total
+    it reports for ``cores`` (its own luigi.cfg; ``bin/scheduler`` writes one); if it has none, the option
+    is removed, so tasks ask for no resource luigid would never grant.
+    """
+    config = luigi.configuration.get_config()
+    if scheduler_url is None:
+        if not config.has_option("resources", "cores"):
+            config.set("resources", "cores", str(usable_cpus()))
+        return config.getint("resources", "cores")
+    total = 0
+    try:
+        from luigi.rpc import RemoteScheduler
+
+        listed = RemoteScheduler(scheduler_url).resource_list()
+        total = next((int(r["num_total"]) for r in listed if r.get("name") == "cores"), 0)
+    except Exception as exc:  # luigi.build reports an unreachable scheduler itself
+        log.debug("could not list luigid's resources: %s", exc)
+    if total:
+        config.set("resources", "cores", str(total))
+    else:
+        if config.has_section("resources"):
+            config.remove_option("resources", "cores")
+        log.info("luigid defines no 'cores' resource: with --workers > 1 each task runs single-threaded")
+    return total
+
+
 def run(
     tasks: list[luigi.Task],
     *,
@@ -129,6 +158,9 @@ def run(
         kwargs["scheduler_host"] = scheduler_host or "127.0.0.1"
         if scheduler_port:
             kwargs["scheduler_port"] = scheduler_port
+    port = kwargs.get("scheduler_port") or luigi.interface.core().scheduler_port
+    url = f"http://{kwargs['scheduler_host']}:{port}" if central else None
+    offer_cores(url)
     lock = contextlib.nullcontext() if central else work_dir_lock()
     try:
         with lock:

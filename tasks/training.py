@@ -16,10 +16,11 @@ from tasks.base import (
     atomic_path,
     model_search,
     read_json,
+    training,
     write_json,
 )
 from tasks.data import ModelInputTable, read_table
-from tripduration.candidates import BASELINE, get_candidate
+from tripduration.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.months import check_split
 from tripduration.nodes import concat_tables, fit_candidate, score_candidate, select_best
 
@@ -51,7 +52,13 @@ class CandidateScore(TrainingWindow):
     """
 
     code_version = 1
+    fingerprint_configs = (training,)
     candidate = luigi.Parameter(description="candidate name from tripduration.candidates.CANDIDATES")
+
+    @property
+    def priority(self) -> float:  # type: ignore[override]
+        # with several workers the longest fits start first, so they do not end up last and alone
+        return fit_cost(get_candidate(self.candidate))
 
     def requires(self) -> dict[str, Any]:
         return {"train": self.train_tables(), "validation": self.validation_table()}
@@ -67,7 +74,7 @@ class CandidateScore(TrainingWindow):
         train = concat_tables([read_table(t) for t in self.input()["train"]], "training")
         validation = read_table(self.input()["validation"])
         self.progress(f"{position}: {self.candidate}: fitting on {len(train)} trips", 20)
-        score = score_candidate(spec, train, validation)
+        score = score_candidate(spec, train, validation, training().max_rows)
         write_json(self.output(), score)
         self.progress(f"{position}: {self.candidate}: validation RMSE {score['validation']['rmse']:.3f}", 100)
 
@@ -101,6 +108,8 @@ class FinalModel(TrainingWindow):
     """
 
     code_version = 1
+    fingerprint_configs = (training,)
+    all_cores = True
     role = luigi.ChoiceParameter(choices=["best", "baseline"], default="best", var_type=str)
 
     def requires(self) -> dict[str, Any]:
@@ -117,7 +126,7 @@ class FinalModel(TrainingWindow):
         self.progress(f"{self.role}: {name}: reading months", 5)
         data = concat_tables([read_table(t) for t in self.input()["tables"]], "training + validation")
         self.progress(f"{self.role}: {name}: fitting on {len(data)} trips", 20)
-        model, seconds = fit_candidate(get_candidate(name), data)
+        model, seconds = fit_candidate(get_candidate(name), data, training().max_rows)
         out = self.output()
         with atomic_path(out["model"]) as tmp:
             joblib.dump(model, tmp, compress=3)
@@ -130,6 +139,7 @@ class FinalModel(TrainingWindow):
                 "params": spec.params,
                 "description": spec.description,
                 "rows": len(data),
+                "fit_rows": min(len(data), training().max_rows or len(data)),
                 "fit_seconds": round(seconds, 3),
             },
         )

@@ -76,12 +76,17 @@ def assert_no_leakage(columns: Iterable[str]) -> None:
         )
 
 
+#: the columns of validated trips a modelling table is made from
+MODEL_TABLE_SOURCE_COLUMNS: tuple[str, ...] = (*MODEL_INPUT_COLUMNS, "dropoff_datetime")
+
+
 def model_table(trips: pd.DataFrame) -> pd.DataFrame:
     """The modelling table of a month: model inputs plus the target, from validated (kept) trips."""
-    missing = [c for c in (*MODEL_INPUT_COLUMNS, "dropoff_datetime") if c not in trips.columns]
+    missing = [c for c in MODEL_TABLE_SOURCE_COLUMNS if c not in trips.columns]
     if missing:
         raise ValueError(f"validated trips lack columns {missing}; rerun the validation step")
-    table = trips.loc[:, list(MODEL_INPUT_COLUMNS)].copy()
+    # a new frame over the same column arrays (no copy of the month); the target is a new column of it only
+    table = pd.DataFrame({c: trips[c] for c in MODEL_INPUT_COLUMNS}, copy=False)
     assert_no_leakage(table.columns)
     table[TARGET] = duration_minutes(trips["pickup_datetime"], trips["dropoff_datetime"]).astype("float64")
     return table

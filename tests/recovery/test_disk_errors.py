@@ -11,9 +11,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+import tasks.data
 from tasks import TrainingPipeline, ValidatedTrips
 from tripduration.registry import ModelRegistry
 
@@ -41,13 +41,13 @@ def test_disk_full_midway_fails_clearly_and_keeps_earlier_outputs(pipeline_env, 
     assert run_tasks([TrainingPipeline()]).ok
     before_work, before_models = snapshot(pipeline_env.work_dir), snapshot(pipeline_env.registry_dir)
 
-    def full(self, path, *args, **kwargs):
+    def full(frame, path, *args, **kwargs):
         with open(path, "wb") as fh:
             fh.write(b"PAR1 first bytes")
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     config.set("validation", "max_distance_miles", "50")  # new outputs are needed: they cannot be written
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    monkeypatch.setattr(tasks.data, "write_parquet", full)
     with caplog.at_level("ERROR", logger="luigi-interface"):
         result = run_tasks([TrainingPipeline()])
     assert not result.ok

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import tasks.data
@@ -30,10 +29,10 @@ def leftovers(env) -> list[Path]:
 def test_failed_candidate_is_the_only_training_rerun(pipeline_env, run_tasks, monkeypatch):
     real = tasks.training.score_candidate
 
-    def flaky(spec, train, validation):
+    def flaky(spec, train, validation, *args):
         if spec.name == "ridge_a1":
             raise RuntimeError("simulated crash while training ridge_a1")
-        return real(spec, train, validation)
+        return real(spec, train, validation, *args)
 
     monkeypatch.setattr(tasks.training, "score_candidate", flaky)
     first = run_tasks([TrainingPipeline()])
@@ -73,22 +72,22 @@ def test_failed_evaluation_reruns_only_evaluation_and_registration(pipeline_env,
 
 
 def test_write_interrupted_midway_leaves_no_output(pipeline_env, run_tasks, monkeypatch):
-    original = pd.DataFrame.to_parquet
+    original = tasks.data.write_parquet
 
-    def half_written(self, path, *args, **kwargs):
+    def half_written(frame, path, *args, **kwargs):
         with open(path, "wb") as fh:
             fh.write(b"PAR1 partial bytes, then the process dies")
         raise KeyboardInterrupt("simulated kill in the middle of a write")
 
     task = ValidatedTrips(month=dt.date(2021, 1, 1))
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
+    monkeypatch.setattr(tasks.data, "write_parquet", half_written)
     with pytest.raises(KeyboardInterrupt):
         task.run()
     assert not task.complete()
     assert not any(Path(t.path).exists() for t in task.output().values())
     assert leftovers(pipeline_env) == []
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", original)
+    monkeypatch.setattr(tasks.data, "write_parquet", original)
     assert run_tasks([ValidatedTrips(month=dt.date(2021, 1, 1))]).ok
 
 

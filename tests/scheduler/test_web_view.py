@@ -138,7 +138,12 @@ def test_web_view_shows_the_pipeline_tasks_done(chromium, luigid, pipeline_env, 
     assert len(rows) == len(done)  # the page shows 25 rows, there are fewer tasks
     assert {row[0] for row in rows} == {"DONE"}
     assert {row[1] for row in rows} == FAMILIES
-    candidates = sorted(row[2].rsplit("candidate=", 1)[-1] for row in rows if row[1] == "CandidateScore")
+    # the details cell ends with the cores the task holds of luigid's 'cores' resource (bin/scheduler
+    # defines it): one each here, as threads_per_task = 1
+    held = [row[2] for row in rows if row[1] in ("CandidateScore", "FinalModel", "EvaluationReport")]
+    assert len(held) == 6 and all(d.endswith('{"cores":1}') for d in held), held
+    details = [row[2].removesuffix('{"cores":1}') for row in rows if row[1] == "CandidateScore"]
+    candidates = sorted(d.rsplit("candidate=", 1)[-1] for d in details)
     assert candidates == ["baseline_linreg", "hgb_lr10_l31", "ridge_a1"]
 
     png = web_view.screenshot(luigid.url, tmp_path / "web-view.png", chromium=chromium, timeout=60)
