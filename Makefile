@@ -30,7 +30,7 @@ test-all: $(STAMP) ## every test, including the slow end-to-end run on the real 
 test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
-bench: $(STAMP) ## the benchmark of issue 6 (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md
+bench: $(STAMP) ## the benchmark of issue 6 (~40 min on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md
 	$(PY) benchmarks/run.py $(ARGS)
 
 bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)

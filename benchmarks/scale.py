@@ -14,7 +14,7 @@ its configured parameters, on the N-row modelling table).
 Training runs last at each size, and is skipped when its time, extrapolated from the largest size trained
 so far with the growth exponent measured between the last two sizes (at least 1, i.e. linear), exceeds
 ``--train-budget`` seconds, or when that plus the time the other stages took at this size exceeds
-``--size-budget`` seconds (default 900: about 15 minutes per size); the skip and its reason are recorded.
+``--size-budget`` seconds (default 1500: 25 minutes per size); the skip and its reason are recorded.
 A stage that runs longer than ``--stage-timeout`` is killed; a stage that is killed (also from outside) or
 fails is recorded as not completed, with its exit code or signal.
 
@@ -96,7 +96,7 @@ def run_scale(
     *,
     seed: int = 6,
     train_budget: float = 900.0,
-    size_budget: float = 900.0,
+    size_budget: float = 1500.0,
     stage_timeout: float = 3600.0,
     log_dir: Path | None = None,
     progress: Any = print,
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     parser.add_argument("--candidate", default="hgb_lr05_l127")
     parser.add_argument("--train-budget", type=float, default=900.0)
-    parser.add_argument("--size-budget", type=float, default=900.0)
+    parser.add_argument("--size-budget", type=float, default=1500.0)
     parser.add_argument("--stage-timeout", type=float, default=3600.0)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
