@@ -192,7 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    evaluation = evaluate_models(model, baseline_model, test, report_dir, context)
+    evaluation = evaluate_models(
+        model,
+        baseline_model,
+        test,
+        report_dir,
+        context,
+        importance_rows=cfg.getint("evaluation", "importance_rows", fallback=5000),
+        importance_repeats=cfg.getint("evaluation", "importance_repeats", fallback=3),
+    )
     step("EvaluationReport")
 
     # 5. registration behind the quality gate (RegisteredModel)

@@ -84,6 +84,13 @@ class training(luigi.Config):  # noqa: N801
     )
 
 
+class evaluation(luigi.Config):  # noqa: N801
+    """``[evaluation]``: cost of the permutation importance in the evaluation report (part of its fingerprint)."""
+
+    importance_rows = luigi.IntParameter(default=5000, description="test trips the importance is computed on")
+    importance_repeats = luigi.IntParameter(default=3, description="shuffles per column")
+
+
 class registry(luigi.Config):  # noqa: N801
     """``[registry]``: the model's name in the registry."""
 

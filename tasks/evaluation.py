@@ -7,7 +7,7 @@ from pathlib import Path
 
 import luigi
 
-from tasks.base import MonthParameter, atomic_path, read_json
+from tasks.base import MonthParameter, atomic_path, evaluation, read_json
 from tasks.data import ModelInputTable, read_table
 from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
 from tripduration.months import format_month
@@ -22,6 +22,7 @@ class EvaluationReport(TrainingWindow):
     """
 
     code_version = 1
+    fingerprint_configs = (evaluation,)
     all_cores = True
     test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
 
@@ -56,4 +57,14 @@ class EvaluationReport(TrainingWindow):
         model, baseline = load_model(inputs["model"]["model"]), load_model(inputs["baseline"]["model"])
         test = read_table(inputs["test"])
         with atomic_path(self.output()) as tmp:
-            evaluate_models(model, baseline, test, Path(tmp), context, progress=self.progress)
+            cfg = evaluation()
+            evaluate_models(
+                model,
+                baseline,
+                test,
+                Path(tmp),
+                context,
+                progress=self.progress,
+                importance_rows=cfg.importance_rows,
+                importance_repeats=cfg.importance_repeats,
+            )

@@ -120,15 +120,21 @@ def evaluate_models(
     out_dir: Path,
     context: Mapping[str, Any],
     progress: Progress = _no_progress,
+    importance_rows: int = 5000,
+    importance_repeats: int = 3,
 ) -> dict[str, Any]:
-    """Score the final model and the baseline on the test month; write plots and ``report.html``."""
+    """Score the final model and the baseline on the test month; write plots and ``report.html``.
+
+    Permutation importance is computed on ``importance_rows`` test trips, ``importance_repeats`` shuffles
+    per column.
+    """
     X, y = split_xy(test)
     progress("predicting the test month", 10)
     pred, base_pred = model.predict(X), baseline.predict(X)
     metrics = {"test": regression_metrics(y, pred), "baseline_test": regression_metrics(y, base_pred)}
     metrics["test"]["rmse_ratio_to_baseline"] = metrics["test"]["rmse"] / metrics["baseline_test"]["rmse"]
     progress("permutation importance", 40)
-    importance = feature_importance(model, X, y)
+    importance = feature_importance(model, X, y, max_rows=importance_rows, repeats=importance_repeats)
     progress("plots", 70)
     write_plots(out_dir, X, y, pred, base_pred, importance)
     result = {**context, "metrics": {**context.get("metrics", {}), **metrics}, "feature_importance": importance}

@@ -53,6 +53,27 @@ def test_feature_importance_ranks_every_input_column(fitted_candidates, scored):
     assert next(iter(importance)) == "trip_distance"  # the synthetic duration is driven by distance
 
 
+def test_feature_importance_costs_what_it_is_told(fitted_candidates, scored):
+    X, y, _, _ = scored
+    model = fitted_candidates["ridge_a1"]
+    calls: list[int] = []
+
+    from sklearn.base import BaseEstimator, RegressorMixin
+
+    class Counting(RegressorMixin, BaseEstimator):
+        def fit(self, *_):
+            return self
+
+        def predict(self, frame):
+            calls.append(len(frame))
+            return model.predict(frame)
+
+    feature_importance(Counting(), X, y, max_rows=40, repeats=2)
+    assert calls and set(calls) == {40} and len(calls) == 1 + 2 * len(MODEL_INPUT_COLUMNS)
+    with pytest.raises(ValueError, match="max_rows >= 1 and repeats >= 1, got max_rows=40, repeats=0"):
+        feature_importance(model, X, y, max_rows=40, repeats=0)
+
+
 def test_write_plots_writes_the_five_pngs(tmp_path, scored):
     X, y, pred, base = scored
     out_dir = tmp_path / "report" / "plots"
