@@ -54,6 +54,7 @@ from tripduration.nodes import (  # noqa: E402
     environment_versions,
     evaluate_models,
     fit_candidate,
+    fit_row_count,
     modelling_table,
     reference_profile,
     register_with_gate,
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "params": spec.params,
             "description": spec.description,
             "rows": len(data),
-            "fit_rows": min(len(data), max_rows or len(data)),
+            "fit_rows": fit_row_count(len(data), max_rows),
             "fit_seconds": round(seconds, 3),
         }
         write_json(folder / "fit.json", fit)

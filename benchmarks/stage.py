@@ -48,6 +48,7 @@ from tripduration.nodes import (  # noqa: E402
     BATCH_INPUT_COLUMNS,
     batch_predictions,
     fit_candidate,
+    fit_row_count,
     modelling_table,
     validate_trip_file,
 )
@@ -129,7 +130,7 @@ def training(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rows": len(table),
         "candidate": spec.name,
-        "fit_rows": min(len(table), args.max_rows or len(table)),
+        "fit_rows": fit_row_count(len(table), args.max_rows),
         "params": spec.params,
         "seconds": seconds,
         "core_seconds": fit_seconds,

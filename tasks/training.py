@@ -22,7 +22,7 @@ from tasks.base import (
 from tasks.data import ModelInputTable, read_table
 from tripduration.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.months import check_split
-from tripduration.nodes import concat_tables, fit_candidate, score_candidate, select_best
+from tripduration.nodes import concat_tables, fit_candidate, fit_row_count, score_candidate, select_best
 
 
 class TrainingWindow(PipelineTask):
@@ -139,7 +139,7 @@ class FinalModel(TrainingWindow):
                 "params": spec.params,
                 "description": spec.description,
                 "rows": len(data),
-                "fit_rows": min(len(data), training().max_rows or len(data)),
+                "fit_rows": fit_row_count(len(data), training().max_rows),
                 "fit_seconds": round(seconds, 3),
             },
         )

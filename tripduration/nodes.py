@@ -67,6 +67,11 @@ def training_sample(train: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
     return train.take(rows)
 
 
+def fit_row_count(rows: int, max_rows: int | None) -> int:
+    """How many of ``rows`` training rows a fit uses under ``max_rows`` (see :func:`training_sample`)."""
+    return min(rows, max_rows) if max_rows else rows
+
+
 def fit_candidate(spec: CandidateSpec, train: pd.DataFrame, max_rows: int | None = None) -> tuple[Pipeline, float]:
     """Fit a fresh Pipeline for ``spec`` (on at most ``max_rows`` rows); return it with its fit time in seconds."""
     X, y = split_xy(training_sample(train, max_rows))
@@ -89,7 +94,7 @@ def score_candidate(
         "params": spec.params,
         "description": spec.description,
         "train_rows": len(train),
-        "fit_rows": min(len(train), max_rows or len(train)),
+        "fit_rows": fit_row_count(len(train), max_rows),
         "fit_seconds": round(fit_seconds, 3),
         "validation": metrics,
     }
