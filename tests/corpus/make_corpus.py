@@ -53,6 +53,28 @@ BASE_ROWS = 300
 SEED = 20210101
 #: stands for the path the file is read from in ``message_contains``
 PATH_PLACEHOLDER = "{path}"
+#: the column order of a yellow-taxi file (tpep_ timestamps, Airport_fee, no trip_type nor ehail_fee)
+YELLOW_ORDER = [
+    "VendorID",
+    "tpep_pickup_datetime",
+    "tpep_dropoff_datetime",
+    "passenger_count",
+    "trip_distance",
+    "RatecodeID",
+    "store_and_fwd_flag",
+    "PULocationID",
+    "DOLocationID",
+    "payment_type",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "improvement_surcharge",
+    "total_amount",
+    "congestion_surcharge",
+    "Airport_fee",
+]
 
 #: the raw green 2021 column of each canonical column the corpus manipulates
 GREEN = {
@@ -555,28 +577,7 @@ def case_yellow(ctx: Context) -> dict[str, Any]:
     """Yellow layout: tpep_ timestamps, Airport_fee, no trip_type nor ehail_fee, yellow column order."""
     table = with_type(ctx.base, V2023).rename_columns([n.replace("lpep_", "tpep_") for n in ctx.base.column_names])
     table = table.append_column("Airport_fee", pa.array(np.where(ctx.rng.random(table.num_rows) < 0.1, 1.25, 0.0)))
-    order = [
-        "VendorID",
-        "tpep_pickup_datetime",
-        "tpep_dropoff_datetime",
-        "passenger_count",
-        "trip_distance",
-        "RatecodeID",
-        "store_and_fwd_flag",
-        "PULocationID",
-        "DOLocationID",
-        "payment_type",
-        "fare_amount",
-        "extra",
-        "mta_tax",
-        "tip_amount",
-        "tolls_amount",
-        "improvement_surcharge",
-        "total_amount",
-        "congestion_surcharge",
-        "Airport_fee",
-    ]
-    ctx.write(table.select(order))
+    ctx.write(table.select(YELLOW_ORDER))
     return ctx.processed(nulled={"trip_type": range(table.num_rows)})
 
 

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline, ValidatedTrips
+from tests.corpus.make_corpus import YELLOW_ORDER
 from tripduration.registry import ModelRegistry
 
 GREEN_2022 = dt.date(2022, 3, 1)  # 2021-03-01 + 365 days
@@ -48,27 +49,6 @@ LATER_TYPES = {
     "store_and_fwd_flag": pa.large_string(),
     "ehail_fee": pa.float64(),
 }
-YELLOW_ORDER = [
-    "VendorID",
-    "tpep_pickup_datetime",
-    "tpep_dropoff_datetime",
-    "passenger_count",
-    "trip_distance",
-    "RatecodeID",
-    "store_and_fwd_flag",
-    "PULocationID",
-    "DOLocationID",
-    "payment_type",
-    "fare_amount",
-    "extra",
-    "mta_tax",
-    "tip_amount",
-    "tolls_amount",
-    "improvement_surcharge",
-    "total_amount",
-    "congestion_surcharge",
-    "Airport_fee",
-]
 
 
 def file_name(month: dt.date) -> str:
