@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import luigi
 from luigi.task import flatten
 
+from tripduration.content import content_sha256
 from tripduration.months import COLORS, format_month, parse_month, parse_month_list
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -168,14 +169,17 @@ class PipelineTask(luigi.Task):
                 "code_version": self.code_version,
                 "params": self.to_str_params(only_significant=True),
                 "configs": {c.__name__: c().to_str_params() for c in self.fingerprint_configs},
-                "upstream": sorted(
-                    t.fingerprint() if isinstance(t, PipelineTask) else t.task_id for t in flatten(self.requires())
-                ),
+                "upstream": sorted(dependency_key(t) for t in flatten(self.requires())),
             }
             blob = json.dumps(payload, sort_keys=True).encode()
             cached = hashlib.sha256(blob).hexdigest()[:12]
             self.__dict__["_fingerprint"] = cached
         return cached
+
+    def dependency_key(self) -> str:
+        """What a downstream task's fingerprint records of this task: its fingerprint (source tasks add the
+        content of their file, see :class:`SourceFile`)."""
+        return self.fingerprint()
 
     def readable_name(self) -> str:
         params = self.to_str_params(only_significant=True)
@@ -205,6 +209,42 @@ class PipelineTask(luigi.Task):
             self.set_status_message(message)
         if percent is not None and callable(self.set_progress_percentage):
             self.set_progress_percentage(max(0, min(100, int(percent))))
+
+
+def dependency_key(task: luigi.Task) -> str:
+    """A required task's part of a fingerprint: pipeline and source tasks say what they hold, others their id."""
+    key = getattr(task, "dependency_key", None)
+    return key() if callable(key) else task.task_id
+
+
+def content_cache_dir() -> Path:
+    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.content`)."""
+    return project_path(paths().work_dir) / ".content-sha256"
+
+
+class SourceFile:
+    """Mixin of the tasks whose output is an input file of the pipeline (a raw month, the zone lookup).
+
+    Downstream fingerprints include the sha256 of the file's content (:meth:`dependency_key`), so a file
+    replaced under the same name makes new outputs for everything that read it. The digest is taken once
+    per task instance, when the graph is built (``tasks.runner`` downloads missing files before that), and
+    comes from a cache keyed by the file's size, mtime, inode and device, so a no-op rerun reads nothing.
+    A file that does not exist yet (to be downloaded by this run) is keyed as ``absent``: its consumers
+    then record the digest of what they actually read, and the next run keys them by content.
+    """
+
+    def content_sha256(self) -> str | None:
+        """sha256 of the file when the graph was built (None if it did not exist then)."""
+        if "_content_sha256" not in self.__dict__:
+            path = self.output().path  # type: ignore[attr-defined]
+            self.__dict__["_content_sha256"] = (
+                content_sha256(path, content_cache_dir()) if os.path.isfile(path) else None
+            )
+        return self.__dict__["_content_sha256"]
+
+    def dependency_key(self) -> str:
+        own = self.fingerprint() if isinstance(self, PipelineTask) else self.task_id  # type: ignore[attr-defined]
+        return f"{own}:sha256={self.content_sha256() or 'absent'}"
 
 
 @contextlib.contextmanager

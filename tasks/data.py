@@ -10,6 +10,7 @@ from tasks.base import (
     ColorParameter,
     MonthParameter,
     PipelineTask,
+    SourceFile,
     atomic_path,
     download,
     paths,
@@ -20,12 +21,12 @@ from tasks.base import (
 from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
 from tripduration.fetch import download as fetch_url
 from tripduration.months import format_month
-from tripduration.nodes import modelling_table, validate_trip_file
+from tripduration.nodes import modelling_table, read_zone_ids, validate_trip_file
 from tripduration.parquet import read_parquet, write_parquet
 from tripduration.rules import Rules
 
 
-class TripData(PipelineTask):
+class TripData(SourceFile, PipelineTask):
     """The raw TLC file of one (colour, month).
 
     Reads nothing if ``<raw_dir>/<color>_tripdata_<YYYY-MM>.parquet`` exists (that file is the output).
@@ -61,8 +62,8 @@ class TripData(PipelineTask):
             )
 
 
-class ZoneLookup(luigi.ExternalTask):
-    """The TLC taxi zone lookup CSV (tracked in ``data/``)."""
+class ZoneLookup(SourceFile, luigi.ExternalTask):
+    """The TLC taxi zone lookup CSV (tracked in ``data/``); its content is part of its consumers' fingerprints."""
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(project_path(paths().zone_lookup)))
@@ -73,7 +74,7 @@ class ValidatedTrips(PipelineTask):
     """Reads the raw month file; writes ``kept.parquet`` (canonical schema), ``rejected.parquet`` (with a
     ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
 
-    code_version = 2  # 2: rows with unreadable values are rejected as invalid_value
+    code_version = 3  # 2: rows with unreadable values are rejected as invalid_value; 3: source sha256 in summary
     fingerprint_configs = (validation,)
 
     def requires(self) -> dict[str, luigi.Task]:
@@ -85,9 +86,13 @@ class ValidatedTrips(PipelineTask):
     def run(self) -> None:
         cfg = validation()
         rules = Rules(cfg.min_duration_min, cfg.max_duration_min, cfg.max_distance_miles)
-        zones = pd.read_csv(self.input()["zones"].path, usecols=["LocationID"])["LocationID"]
+        sources = self.requires()
+        zones, zones_sha256 = read_zone_ids(self.input()["zones"].path)
+        check_content(sources["zones"], zones_sha256)
         self.progress(f"validating {self.input()['trips'].path}", 10)
-        kept, rejected, summary = validate_trip_file(self.input()["trips"].path, self.month, rules, set(zones))
+        kept, rejected, summary = validate_trip_file(self.input()["trips"].path, self.month, rules, zones)
+        check_content(sources["trips"], summary["source"]["sha256"])
+        summary["zone_lookup"] = {"path": self.input()["zones"].path, "sha256": zones_sha256}
         self.progress(
             f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 70
         )
@@ -118,6 +123,18 @@ class ModelInputTable(PipelineTask):
         with atomic_path(self.output()) as tmp:
             write_parquet(table, tmp)
         self.progress(f"{len(table)} rows", 100)
+
+
+def check_content(source: SourceFile, actual_sha256: str) -> None:
+    """Refuse to record results of a file that changed after the graph was built (its digest is in the
+    fingerprint of this task's output path): the outputs would describe other bytes than their path says."""
+    expected = source.content_sha256()
+    if expected is not None and expected != actual_sha256:
+        raise RuntimeError(
+            f"{source.output().path} changed while the pipeline was running (sha256 {expected[:12]}... when the "
+            f"run started, {actual_sha256[:12]}... when read); nothing was written. Run the same command again: "
+            "it will process the new content."
+        )
 
 
 def read_table(target: luigi.LocalTarget) -> pd.DataFrame:

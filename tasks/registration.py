@@ -16,7 +16,7 @@ from tasks.training import FinalModel, load_model
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month
 from tripduration.nodes import concat_tables, environment_versions, reference_profile, register_with_gate
-from tripduration.registry import ModelRegistry, sha256_file
+from tripduration.registry import ModelRegistry
 
 
 @inherits(EvaluationReport)
@@ -29,7 +29,7 @@ class RegisteredModel(PipelineTask):
     ``registration.json`` naming the version and the gate's decision.
     """
 
-    code_version = 3  # 2: reference profile for monitoring; 3: prediction profile on a sample
+    code_version = 4  # 2: reference profile; 3: prediction profile on a sample; 4: lineage from validation
     all_cores = True
 
     def requires(self) -> dict[str, Any]:
@@ -52,14 +52,16 @@ class RegisteredModel(PipelineTask):
         lineage = []
         for role, tasks in self.requires()["months"].items():
             for task in tasks:
+                # everything from the validation's own summary: the digest of the bytes it read, not of
+                # whatever the file holds now
                 summary = read_json(task.output()["summary.json"])
-                raw = Path(task.input()["trips"].path)
                 lineage.append(
                     {
                         "role": role,
                         "month": format_month(task.month),
-                        "file": raw.name,
-                        "sha256": sha256_file(raw),
+                        "file": Path(summary["source"]["path"]).name,
+                        "sha256": summary["source"]["sha256"],
+                        "bytes": summary["source"]["bytes"],
                         "rows_in": summary["rows_in"],
                         "rows_kept": summary["rows_kept"],
                         "rows_rejected": summary["rows_rejected"],

@@ -20,6 +20,7 @@ import luigi
 import luigi.retcodes
 from luigi.execution_summary import LuigiStatusCode
 from luigi.task import flatten
+from luigi.task_register import Register
 
 from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
@@ -93,6 +94,26 @@ def missing_months(tasks: Iterable[luigi.Task]) -> list[str]:
             if probe(url) is False:
                 missing.append(f"{task.color} {format_month(task.month)} ({url})")
     return sorted(missing)
+
+
+def fetch_inputs_first(tasks: list[luigi.Task], kwargs: dict[str, object]) -> tuple[list[luigi.Task], int | None]:
+    """Download the months the job needs before its graph is built; return the job's tasks built anew.
+
+    Every task's output path holds the sha256 of the input files it reads (``tasks.base.SourceFile``), and a
+    file's content is known only once it is here. So missing files are fetched first (their own luigi run:
+    retries, progress in the web view), then the task instances are recreated, so that their fingerprints are
+    computed from the files' real content. Returns the exit code of the download run if it did not complete.
+    """
+    pending = [t for t in _walk(tasks) if isinstance(t, TripData) and not t.complete()]
+    if not pending:
+        return tasks, None
+    log.info("downloading %d missing month(s) before building the job's graph", len(pending))
+    result = luigi.build(pending, **kwargs)
+    code = exit_code(result, pending)
+    if code:
+        return tasks, code
+    Register.clear_instance_cache()  # the cached instances computed their fingerprints without the files
+    return [type(t)(**t.param_kwargs) for t in tasks], 0
 
 
 def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: list[luigi.Task]) -> int:
@@ -178,6 +199,9 @@ def run(
                 if missing:
                     log.error("missing input data, nothing was run: %s", "; ".join(missing))
                     return codes.missing_data or 1
+            tasks, fetched = fetch_inputs_first(tasks, kwargs)
+            if fetched is not None and fetched != 0:
+                return fetched
             result = luigi.build(tasks, **kwargs)
             return exit_code(result, tasks)
     except AlreadyRunningError as exc:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
+import stat
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tripduration.candidates import BASELINE, SEED, CandidateSpec, build_pipeline
+from tripduration.content import FileStamp, sha256_stream, stamp
+from tripduration.errors import TripDataError
 from tripduration.evaluation import feature_importance, regression_metrics, render_html, write_plots
 from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 from tripduration.monitoring import build_profile
@@ -34,11 +38,64 @@ def _no_progress(_message: str, _percent: int) -> None:
 def validate_trip_file(
     path: str | Path, month: dt.date, rules: Rules, valid_location_ids: Collection[int] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Read a raw TLC file by contract and split it into kept and rejected rows with a summary."""
-    trips, report = read_trips(path)
+    """Read a raw TLC file by contract and split it into kept and rejected rows with a summary.
+
+    The summary's ``source`` holds the sha256 and size of the bytes that were read, so the lineage a model
+    records later comes from the same read as its row counts and metrics (see :func:`read_unchanged`).
+    """
+    (trips, report), digest, size = read_unchanged(path, read_trips)
     kept, rejected, summary = split_trips(trips, month, rules, valid_location_ids, report.coerced_rows)
-    summary["source"] = report.as_dict()
+    summary["source"] = {**report.as_dict(), "sha256": digest, "bytes": size}
     return kept, rejected, summary
+
+
+def read_unchanged(path: str | Path, reader: Callable[[str | Path], Any]) -> tuple[Any, str, int]:
+    """``reader(path)`` with the sha256 and size of the bytes it read.
+
+    The file is hashed through an open handle before it is read, and its stat key (size, mtime, inode) must
+    be the same after the read: a file replaced or rewritten meanwhile fails instead of pairing one file's
+    digest with another's rows.
+    """
+    with open_regular_file(path) as fh:
+        before = FileStamp.of(os.fstat(fh.fileno()))
+        digest = sha256_stream(fh)
+    result = reader(path)
+    if stamp(path) != before:
+        raise TripDataError(f"{path}: the file changed while it was being read; run again to read the new one")
+    return result, digest, before.size
+
+
+def open_regular_file(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading without blocking; a FIFO, folder or device fails naming the path."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise TripDataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise TripDataError(f"{path}: is a directory, not a regular file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TripDataError(f"{path}: is not a regular file (a FIFO, socket or device?); put the data file there")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_zone_ids(path: str | Path) -> tuple[set[int], str]:
+    """The LocationIDs of the TLC zone lookup CSV, and the sha256 of the bytes they were read from."""
+
+    def ids(p: str | Path) -> set[int]:
+        try:
+            column = pd.read_csv(p, usecols=["LocationID"])["LocationID"]
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise TripDataError(f"{p}: not a TLC zone lookup CSV with a LocationID column ({exc})") from exc
+        numbers = pd.to_numeric(column, errors="coerce")
+        if numbers.isna().any() or (numbers != numbers.round()).any():
+            bad = column[numbers.isna() | (numbers != numbers.round())].iloc[0]
+            raise TripDataError(f"{p}: column 'LocationID' holds {bad!r}, not an integer zone ID")
+        return {int(v) for v in numbers}
+
+    zones, digest, _size = read_unchanged(path, ids)
+    return zones, digest
 
 
 def modelling_table(kept: pd.DataFrame) -> pd.DataFrame:
