@@ -57,6 +57,7 @@ from luigi.tools.range import RangeMonthly  # noqa: E402
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
+from tasks.config_check import ConfigurationError, check_configuration  # noqa: E402
 from tasks.runner import run  # noqa: E402
 from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
 
@@ -190,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "train")
     args = build_parser().parse_args(argv)
+    try:  # every luigi.cfg value, before anything is read or written
+        check_configuration()
+    except ConfigurationError as exc:
+        print(f"pipeline.py: error: {exc}", file=sys.stderr)
+        return 2
     if args.command in ("serve", "models", "rollback"):
         try:
             return registry_commands(args)
