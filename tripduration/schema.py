@@ -238,10 +238,10 @@ def check_column_type(canonical: str, source: str, type_: pa.DataType, path: str
     contract = COLUMN_TYPES[canonical]
     if family in contract.accepts:
         return family
-    why = contract.refusals.get(family, f"which cannot mean {contract.kind}")
+    why = contract.refusals.get(family, f"nothing of that type can mean {contract.kind}")
     raise TripDataError(
         f"{path}: column {source!r} holds {_FAMILY_WORDS[family]} (Arrow type {type_}), not {contract.kind} "
-        f"for {canonical!r}: {why}. Expected {contract.expected}; {contract.advice}."
+        f"for {canonical!r}: {why}. Expected {contract.expected}: {contract.advice}."
     )
 
 
@@ -540,7 +540,9 @@ def _arrow_timestamps(col: pa.ChunkedArray) -> pd.Series:
     low, high = _unit_bounds(col.type.unit)
     as_int = col.cast(pa.int64())  # the instant (UTC for a zoned type) in the column's unit
     outside = pc.or_(pc.less(as_int, low), pc.greater(as_int, high))
-    col = pc.if_else(outside, pa.scalar(None, col.type), col)
+    if pc.any(outside).as_py():  # rebuild the column only when a value is out of range
+        col = pc.if_else(outside, pa.scalar(None, col.type), col)
+    del as_int, outside
     series = col.to_pandas()
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert(_TIMEZONE).dt.tz_localize(None)
