@@ -34,6 +34,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ ADVICE_MISSING = "Check that this is a TLC trip-record file"
 ADVICE_DUPLICATE = "Rewrite it with unique column names"
 ADVICE_NUMERIC_TIME = "convert it to a timestamp type"
 ADVICE_STRING_TIME = "store timestamps as a parquet timestamp type"
+ADVICE_TIMESTAMP_TYPE = "convert it to a timestamp type"
+ADVICE_INTEGER_TYPE = "rewrite the column as integers"
+ADVICE_FLOAT_TYPE = "rewrite the column as float64"
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
@@ -510,6 +514,156 @@ def case_absurd_passenger_count(ctx: Context) -> dict[str, Any]:
     (rows,) = ctx.pick(5)
     ctx.write(set_at(ctx.base, "passenger_count", rows, 1e12))
     return ctx.processed(unknown_reason_rows=rows, coerced={"passenger_count": len(rows)})
+
+
+# ----------------------------------------------------------------------------------------- type contract
+@case
+def case_timestamp_strings_without_a_full_date_time(ctx: Context) -> dict[str, Any]:
+    """Timestamp strings that are not a full date-time ('08:15:00', '2021-01-05', 'Jan 05 10:00') or out of
+    range ('0001-01-01 00:00:00', '9999-12-31 23:59:59'): rejected rows, never today's date nor a crash."""
+    time_only, date_only, far, bad_dropoff = ctx.pick(5, 4, 3, 4)
+    table = ctx.base
+    values = {}
+    for key in ("pickup", "dropoff"):
+        col = GREEN[f"{key}_datetime"]
+        values[key] = [v.strftime("%Y-%m-%d %H:%M:%S") for v in table.column(col).to_pylist()]
+    for i in time_only:
+        values["pickup"][i] = values["pickup"][i][11:]  # '08:15:00'
+    for i in date_only:
+        values["pickup"][i] = values["pickup"][i][:10]  # '2021-01-05'
+    for i, junk in zip(far, ["0001-01-01 00:00:00", "9999-12-31 23:59:59", "262145-01-01 00:00:00"], strict=True):
+        values["pickup"][i] = junk
+    for i, junk in zip(bad_dropoff, ["10:00", "Jan 05 10:00", "2021-01-05", "0001-01-01T00:00:00Z"], strict=True):
+        values["dropoff"][i] = junk
+    for key in ("pickup", "dropoff"):
+        table = replace(table, GREEN[f"{key}_datetime"], pa.array(values[key], pa.string()))
+    ctx.write(table)
+    pickup = time_only + date_only + far
+    return ctx.processed(
+        {"invalid_pickup_datetime": pickup, "invalid_dropoff_datetime": bad_dropoff},
+        coerced={"pickup_datetime": len(pickup), "dropoff_datetime": len(bad_dropoff)},
+    )
+
+
+#: epoch milliseconds of 1 January of a year, for years Python's datetime cannot hold
+def _epoch_ms(year: int) -> int:
+    days = (np.datetime64(f"{year:+07d}-01-01", "D") - np.datetime64("1970-01-01", "D")).astype("int64")
+    return int(days) * 86_400_000
+
+
+@case
+def case_out_of_range_timestamps(ctx: Context) -> dict[str, Any]:
+    """Millisecond timestamps in years 1, 9999, 262145 and 2**62 ms (146 million years): rejected rows, no crash."""
+    far_pickup, far_dropoff = ctx.pick(4, 3)
+    table = ctx.base
+    for key, rows, values in (
+        ("pickup", far_pickup, [_epoch_ms(1), _epoch_ms(9999), _epoch_ms(262145), 2**62]),
+        ("dropoff", far_dropoff, [_epoch_ms(1), -(2**62), _epoch_ms(9999)]),
+    ):
+        col = GREEN[f"{key}_datetime"]
+        ms = table.column(col).cast(pa.timestamp("ms")).cast(pa.int64()).to_pylist()
+        for i, v in zip(rows, values, strict=True):
+            ms[i] = v
+        table = replace(table, col, pa.array(ms, pa.int64()).cast(pa.timestamp("ms")))
+    ctx.write(table)
+    return ctx.processed(
+        {"invalid_pickup_datetime": far_pickup, "invalid_dropoff_datetime": far_dropoff},
+        coerced={"pickup_datetime": len(far_pickup), "dropoff_datetime": len(far_dropoff)},
+    )
+
+
+@case
+def case_time64_timestamps(ctx: Context) -> dict[str, Any]:
+    """Pickup times as time64 (a time of day, no date): refused, it would become today's date."""
+    col = GREEN["pickup_datetime"]
+    times = [v.time() for v in ctx.base.column(col).to_pylist()]
+    ctx.write(replace(ctx.base, col, pa.array(times, pa.time64("us"))))
+    return ctx.error(f"'{col}' holds times of day", "time64[us]", column=col, advice=ADVICE_TIMESTAMP_TYPE)
+
+
+@case
+def case_date32_timestamps(ctx: Context) -> dict[str, Any]:
+    """Both timestamps as date32 (no time of day): refused, every trip would last 0 minutes or whole days."""
+    table = ctx.base
+    for col in (GREEN["pickup_datetime"], GREEN["dropoff_datetime"]):
+        table = replace(table, col, pa.array([v.date() for v in table.column(col).to_pylist()], pa.date32()))
+    ctx.write(table)
+    col = GREEN["pickup_datetime"]
+    return ctx.error(f"'{col}' holds dates", "date32[day]", column=col, advice=ADVICE_TIMESTAMP_TYPE)
+
+
+@case
+def case_boolean_location_ids(ctx: Context) -> dict[str, Any]:
+    """PULocationID stored as booleans (odd zone = True): refused, True must not become zone 1."""
+    odd = pc.equal(pc.bit_wise_and(ctx.base.column("PULocationID"), 1), 1)
+    ctx.write(replace(ctx.base, "PULocationID", odd))
+    return ctx.error(
+        "'PULocationID' holds booleans", "Arrow type bool", column="PULocationID", advice=ADVICE_INTEGER_TYPE
+    )
+
+
+@case
+def case_duration_trip_distance(ctx: Context) -> dict[str, Any]:
+    """trip_distance stored as a duration (seconds): refused, a duration is not miles."""
+    seconds = pc.cast(pc.round(pc.multiply(ctx.base.column("trip_distance"), 600)), pa.int64()).cast(pa.duration("s"))
+    ctx.write(replace(ctx.base, "trip_distance", seconds))
+    return ctx.error("'trip_distance' holds durations", "duration[s]", column="trip_distance", advice=ADVICE_FLOAT_TYPE)
+
+
+@case
+def case_unsigned_and_decimal_types(ctx: Context) -> dict[str, Any]:
+    """Accepted types TLC never used: uint16/uint64 zones, uint8 VendorID, int8 counts, decimal distances."""
+    table = with_type(
+        ctx.base,
+        {
+            "PULocationID": pa.uint16(),
+            "DOLocationID": pa.uint64(),
+            "VendorID": pa.uint8(),
+            "passenger_count": pa.int8(),
+        },
+    )
+    distance = [Decimal(repr(v)) for v in table.column("trip_distance").to_pylist()]
+    ctx.write(replace(table, "trip_distance", pa.array(distance, pa.decimal128(12, 4))))
+    return ctx.processed()
+
+
+@case
+def case_id_strings_not_digits(ctx: Context) -> dict[str, Any]:
+    """PULocationID as strings, some of them numbers but not digits ('1e2', '7.4e1', '74.0', '0x4A')."""
+    (rows,) = ctx.pick(4)
+    pu = [str(v) for v in ctx.base.column("PULocationID").to_pylist()]
+    for i, junk in zip(rows, ["1e2", "7.4e1", "74.0", "0x4A"], strict=True):
+        pu[i] = junk
+    ctx.write(replace(ctx.base, "PULocationID", pa.array(pu, pa.string())))
+    return ctx.processed({"missing_location": rows}, coerced={"PULocationID": len(rows)})
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@case
+def case_footer_claims_one_more_row(ctx: Context) -> dict[str, Any]:
+    """The footer's num_rows says one row more than the data holds (pyarrow decodes the real rows silently):
+    refused as corrupt, instead of one invented (rejected) row."""
+    ctx.write(ctx.base)
+    data = bytearray(ctx.path.read_bytes())
+    size = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - size
+    # FileMetaData.num_rows: thrift compact field 3 (i64: 0x16), zigzag varint, then the row_groups list (0x19 0x1c)
+    n = ctx.base.num_rows
+    old, new = (b"\x16" + _varint(2 * k) + b"\x19\x1c" for k in (n, n + 1))
+    assert len(old) == len(new) and data.count(old, start) == 1, "cannot locate FileMetaData.num_rows"
+    at = data.index(old, start)
+    data[at : at + len(old)] = new
+    ctx.path.write_bytes(bytes(data))
+    assert pq.ParquetFile(ctx.path).metadata.num_rows == n + 1
+    return ctx.error("footer says 301 rows", "decodes to 300 rows", column=None, advice=ADVICE_REDOWNLOAD)
 
 
 # ----------------------------------------------------------------------------------------- TLC type variants

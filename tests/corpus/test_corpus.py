@@ -57,6 +57,16 @@ REQUIRED_CASES = {
     "dictionary_encoded",
     "uppercase_column_names",
     "lowercase_column_names",
+    # issue 10 §3: the type contract
+    "timestamp_strings_without_a_full_date_time",
+    "out_of_range_timestamps",
+    "time64_timestamps",
+    "date32_timestamps",
+    "boolean_location_ids",
+    "duration_trip_distance",
+    "unsigned_and_decimal_types",
+    "id_strings_not_digits",
+    "footer_claims_one_more_row",
 }
 
 
@@ -174,3 +184,36 @@ def test_case_through_validated_trips(name, corpus, pipeline_env, run_tasks, cap
         stats = kept_stats(kept)
         assert stats["trip_distance_sum"] == pytest.approx(spec["kept_stats"]["trip_distance_sum"], abs=1e-6)
         assert {**stats, "trip_distance_sum": None} == {**spec["kept_stats"], "trip_distance_sum": None}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_non_regular_file_in_place_of_the_raw_month_fails_the_task_at_once(kind, pipeline_env, run_tasks, caplog):
+    """Not a corpus file (a FIFO cannot be copied): a FIFO used to block ValidatedTrips forever on open."""
+    import contextlib
+    import os
+    import threading
+
+    raw = pipeline_env.raw_dir / FILE_NAME
+    raw.unlink()
+    os.mkfifo(raw) if kind == "fifo" else raw.mkdir()
+    task = ValidatedTrips(month=MONTH)
+    blocked = threading.Event()
+
+    def release() -> None:  # luigi's worker must run in the main thread: a watchdog unblocks a blocked open
+        blocked.set()
+        with contextlib.suppress(OSError):
+            os.close(os.open(raw, os.O_WRONLY | os.O_NONBLOCK))
+
+    watchdog = threading.Timer(20, release)
+    watchdog.start()
+    try:
+        with caplog.at_level("ERROR", logger="luigi-interface"):
+            result = run_tasks([task])
+    finally:
+        watchdog.cancel()
+    assert not blocked.is_set(), f"ValidatedTrips blocked on the {kind} {raw} instead of failing at once"
+    assert not result.ok and result.failed == [str(task)]
+    assert files_under(pipeline_env.work_dir) == []
+    errors = logged_errors(caplog)
+    assert len(errors) == 1 and isinstance(errors[0], TripDataError), errors
+    assert str(raw) in str(errors[0]) and "must be a regular file" in str(errors[0])

@@ -435,3 +435,332 @@ def test_numeric_timestamps_are_refused_naming_the_column(write_parquet):
     path = write_parquet(table)
     with pytest.raises(TripDataError, match=re.escape(str(path)) + ".*'lpep_pickup_datetime' holds numbers"):
         read_trips(path)
+
+
+# ----------------------------------------------------------------------------------------- type contract
+def test_the_type_contract_is_one_table_covering_every_canonical_column():
+    from tripduration import schema
+
+    assert set(schema.COLUMN_TYPES) == set(CANONICAL_DTYPES)
+    assert "COLUMN_TYPES" in (schema.__doc__ or "")
+    for column, contract in schema.COLUMN_TYPES.items():
+        assert "null" in contract.accepts, column  # an all-null column is a column of nulls, whatever its kind
+        assert "bool" not in contract.accepts, column
+        assert {"other", "binary", "interval"}.isdisjoint(contract.accepts), column
+    assert schema.COLUMN_TYPES["pickup_datetime"].accepts == {"timestamp", "string", "null"}
+    assert "duration" not in schema.COLUMN_TYPES["trip_distance"].accepts
+
+
+REFUSED = [
+    # (column in minimal_table, Arrow array that cannot mean it)
+    ("lpep_pickup_datetime", pa.array([dt.time(10, 0), dt.time(23, 59, 30), dt.time(8, 15)], pa.time64("us"))),
+    ("lpep_pickup_datetime", pa.array([36000, 86370, 29700], pa.time32("s"))),
+    ("lpep_pickup_datetime", pa.array([d.date() for d in PICKUPS], pa.date32())),
+    ("lpep_dropoff_datetime", pa.array([d.date() for d in DROPOFFS], pa.date64())),
+    ("lpep_pickup_datetime", pa.array([True, False, True])),
+    ("lpep_pickup_datetime", pa.array([dt.timedelta(minutes=m) for m in (1, 2, 3)], pa.duration("us"))),
+    ("PULocationID", pa.array([True, False, True])),
+    ("DOLocationID", pa.array([True, True, False]).dictionary_encode()),
+    ("PULocationID", pa.array([d.date() for d in PICKUPS], pa.date32())),
+    ("PULocationID", pa.array([b"74", b"41", b"264"], pa.binary())),
+    ("trip_distance", pa.array([True, False, True])),
+    ("trip_distance", pa.array([dt.timedelta(minutes=m) for m in (1, 2, 3)], pa.duration("us"))),
+    ("trip_distance", pa.array([1, 2, 3], pa.duration("s"))),
+    ("trip_distance", pa.array(PICKUPS, pa.timestamp("us"))),
+    ("trip_distance", pa.array([[1.5], [3.25], [0.0]])),
+    ("fare_amount", pa.array([{"usd": 1.0}, {"usd": 2.0}, {"usd": 3.0}])),
+    ("fare_amount", pa.array([True, False, True])),
+]
+
+
+@pytest.mark.parametrize(("column", "array"), REFUSED, ids=[f"{c}-{a.type}" for c, a in REFUSED])
+def test_arrow_types_that_cannot_mean_the_column_are_refused_naming_file_column_and_type(write_parquet, column, array):
+    path = write_parquet(minimal_table(**{column: array}))
+    stored = pq.read_schema(path).field(column).type  # parquet has no time32[s] nor date64: stored as ms, date32
+    with pytest.raises(TripDataError) as info:
+        read_trips(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert repr(column) in message
+    assert f"Arrow type {stored}" in message
+    assert "Expected" in message  # says what would have been accepted
+
+
+def test_a_refused_type_fails_before_any_column_is_read(write_parquet, monkeypatch):
+    """The contract is checked on the Arrow schema first: no column is decoded (nor converted) for nothing."""
+    from tripduration import schema
+
+    read: list[str] = []
+    original = schema._ParquetColumns.column
+
+    def column(self: schema._ParquetColumns, name: str) -> pa.ChunkedArray:
+        read.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(schema._ParquetColumns, "column", column)
+    path = write_parquet(minimal_table(trip_distance=pa.array([True, False, True])))
+    with pytest.raises(TripDataError, match="'trip_distance' holds booleans"):
+        read_trips(path)
+    assert read == []
+
+
+def test_accepted_arrow_types_are_read_with_their_values(write_parquet):
+    from decimal import Decimal
+
+    table = minimal_table(
+        lpep_pickup_datetime=pa.array(PICKUPS, pa.timestamp("s")),
+        lpep_dropoff_datetime=pa.array(DROPOFFS, pa.timestamp("ms")),
+        PULocationID=pa.array([74, 41, 264], pa.uint16()),
+        DOLocationID=pa.array([75, 42, 1], pa.uint64()),
+        VendorID=pa.array([2, 1, None], pa.int8()),
+        RatecodeID=pa.array([Decimal("1"), Decimal("5"), None], pa.decimal128(5, 0)),
+        passenger_count=pa.array(["1", " 2 ", None], pa.large_string()),
+        trip_distance=pa.array([Decimal("1.5"), Decimal("3.25"), Decimal("0")], pa.decimal128(12, 4)),
+        fare_amount=pa.array([8.5, 14.0, 20.0], pa.float32()),
+        tip_amount=pa.array([1, 0, 0], pa.uint8()),
+        total_amount=pa.array([10.8, 15.3, 20.3], pa.float16()),
+    )
+    frame, report = read_trips(write_parquet(table))
+    assert_canonical(frame)
+    assert times(frame, "pickup_datetime") == PICKUPS
+    assert times(frame, "dropoff_datetime") == DROPOFFS
+    assert ints(frame, "PULocationID") == [74, 41, 264]
+    assert ints(frame, "DOLocationID") == [75, 42, 1]
+    assert ints(frame, "VendorID") == [2, 1, None]
+    assert ints(frame, "RatecodeID") == [1, 5, None]
+    assert ints(frame, "passenger_count") == [1, 2, None]
+    assert frame["trip_distance"].tolist() == [1.5, 3.25, 0.0]
+    assert frame["tip_amount"].tolist() == [1.0, 0.0, 0.0]
+    assert report.coerced_to_null == {}
+
+
+def test_time_only_and_date_only_strings_are_rejected_rows_not_todays_date(write_parquet):
+    table = minimal_table(
+        lpep_pickup_datetime=pa.array(["08:00:00", "2021-01-05", "2021-01-31 08:15:00"], pa.string()),
+        lpep_dropoff_datetime=pa.array(["2021-01-01 10:20:00", "10:30", "Jan 31 08:45"], pa.string()),
+    )
+    frame, report = read_trips(write_parquet(table))
+    assert_canonical(frame)
+    assert times(frame, "pickup_datetime") == [None, None, dt.datetime(2021, 1, 31, 8, 15)]
+    assert times(frame, "dropoff_datetime") == [dt.datetime(2021, 1, 1, 10, 20), None, None]
+    assert report.coerced_to_null == {"pickup_datetime": 2, "dropoff_datetime": 2}
+    assert report.coerced_rows.tolist() == [True, True, True]
+
+
+def test_id_strings_must_be_digits(write_parquet):
+    values = ["74", " 41 ", "1e2", "74.0", "0x4A", "true", None, "+7"]
+    n = len(values)
+    table = pa.table(
+        {
+            "lpep_pickup_datetime": pa.array([PICKUPS[0]] * n, pa.timestamp("us")),
+            "lpep_dropoff_datetime": pa.array([DROPOFFS[0]] * n, pa.timestamp("us")),
+            "PULocationID": pa.array(values, pa.string()),
+            "DOLocationID": pa.array([75] * n),
+            "trip_distance": pa.array([1.5] * n),
+        }
+    )
+    frame, report = read_trips(write_parquet(table))
+    assert ints(frame, "PULocationID") == [74, 41, None, None, None, None, None, 7]
+    assert report.coerced_to_null == {"PULocationID": 4}
+
+
+def _epoch(unit: str, year: int) -> int:
+    """Seconds/ms/us since the epoch of 1 January of ``year`` (any year, beyond Python's datetime range too)."""
+    days = (np.datetime64(f"{year:+07d}-01-01", "D") - np.datetime64("1970-01-01", "D")).astype("int64")
+    return int(days) * 86400 * {"s": 1, "ms": 1_000, "us": 1_000_000}[unit]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"])
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_timestamps_out_of_range_are_rejected_rows_not_crashes(write_parquet, unit, tz):
+    # far beyond datetime64[us] for s and ms (parquet stores [s] as [ms]: 2**52 s is 2**62 ms, no overflow)
+    top = {"s": 2**52, "ms": 2**62, "us": 2**62}[unit]
+    values = [_epoch(unit, 2021) + 36000 * {"s": 1, "ms": 1000, "us": 10**6}[unit], _epoch(unit, 1), _epoch(unit, 9999)]
+    values += [_epoch(unit, 262145) if unit != "us" else _epoch(unit, 200000), top, -top, None]
+    n = len(values)
+    pickup = pa.array(values, pa.int64()).cast(pa.timestamp(unit, tz=tz))
+    dropoff = pa.array([PICKUPS[0] + dt.timedelta(minutes=20)] * n, pa.timestamp("us"))
+    table = pa.table(
+        {
+            "lpep_pickup_datetime": pickup,
+            "lpep_dropoff_datetime": dropoff,
+            "PULocationID": pa.array([74] * n),
+            "DOLocationID": pa.array([75] * n),
+            "trip_distance": pa.array([1.5] * n),
+        }
+    )
+    path = write_parquet(table)
+    frame, report = read_trips(path)
+    assert_canonical(frame)
+    expected_first = dt.datetime(2021, 1, 1, 10) if tz is None else dt.datetime(2021, 1, 1, 5)
+    assert times(frame, "pickup_datetime") == [expected_first] + [None] * (n - 1)
+    assert report.coerced_to_null == {"pickup_datetime": n - 2}  # the null was already null
+    assert report.coerced_rows.tolist() == [False] + [True] * (n - 2) + [False]
+
+
+def test_timestamp_strings_out_of_range_are_rejected_rows(write_parquet):
+    table = minimal_table(
+        lpep_pickup_datetime=pa.array(["0001-01-01 00:00:00", "9999-12-31T23:59:59Z", "2021-01-31 08:15:00"]),
+    )
+    frame, report = read_trips(write_parquet(table))
+    assert times(frame, "pickup_datetime") == [None, None, dt.datetime(2021, 1, 31, 8, 15)]
+    assert report.coerced_to_null == {"pickup_datetime": 2}
+
+
+def test_out_of_range_rows_are_rejected_by_the_rules_with_the_count_in_the_summary(write_parquet):
+    from tripduration.nodes import validate_trip_file
+    from tripduration.rules import Rules
+
+    pickup = pa.array([_epoch("ms", 2021) + 36000_000, _epoch("ms", 1), 2**62], pa.int64()).cast(pa.timestamp("ms"))
+    path = write_parquet(minimal_table(lpep_pickup_datetime=pickup))
+    _kept, rejected, summary = validate_trip_file(path, dt.date(2021, 1, 1), Rules())
+    assert summary["rows_in"] == 3 and summary["rows_kept"] == 1
+    assert rejected["pickup_datetime"].isna().all()
+    assert summary["rejected_by_reason"]["invalid_pickup_datetime"] == 2
+    assert summary["source"]["coerced_to_null"] == {"pickup_datetime": 2}
+
+
+def test_an_exception_escaping_a_conversion_becomes_a_trip_data_error_naming_file_and_column(
+    write_parquet, monkeypatch
+):
+    from tripduration import schema
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise OverflowError("Python int too large to convert to C long")
+
+    monkeypatch.setattr(schema, "_to_float", explode)
+    path = write_parquet(minimal_table())
+    with pytest.raises(TripDataError) as info:
+        read_trips(path)
+    assert str(path) in str(info.value) and "'trip_distance'" in str(info.value)
+    assert "Python int too large" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------- row counts
+def lie_about_rows(path, file_rows: int | None = None, group_rows: int | None = None) -> None:
+    """Rewrite the footer of a 3-row, 1-row-group parquet file so that it claims other row counts.
+
+    In the thrift compact encoding, FileMetaData.num_rows (field 3, i64) is ``0x16 <zigzag varint>`` followed by
+    the row_groups list header (``0x19 0x1c``); RowGroup.num_rows (field 3) follows its total_byte_size and is
+    followed by field 4 (``0x26`` or ``0x16``...). 3 rows = zigzag 6; counts < 64 keep the varint one byte.
+    """
+    data = bytearray(path.read_bytes())
+    size = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - size
+    footer = bytes(data[start:-8])
+    if file_rows is not None:
+        at = footer.index(b"\x16\x06\x19\x1c")
+        data[start + at + 1] = 2 * file_rows
+    if group_rows is not None:
+        at = footer.index(b"\x16\x06\x26")
+        data[start + at + 1] = 2 * group_rows
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("file_rows", "group_rows"), [(4, None), (None, 4), (4, 4), (2, None), (2, 2)], ids=str)
+def test_a_footer_that_disagrees_with_the_decoded_rows_is_refused_naming_the_file(write_parquet, file_rows, group_rows):
+    path = write_parquet(green_2021_table())
+    lie_about_rows(path, file_rows, group_rows)
+    meta = pq.ParquetFile(path).metadata
+    assert (meta.num_rows, meta.row_group(0).num_rows) == (file_rows or 3, group_rows or 3)  # the lie is in place
+    assert pq.read_table(path).num_rows == 3  # and pyarrow decodes the 3 rows without a word
+    with pytest.raises(TripDataError, match=re.escape(str(path)) + ".*footer.*3 rows.*Re-download"):
+        read_trips(path)
+
+
+def test_report_rows_are_the_decoded_rows_even_when_no_read_column_is_in_the_file(write_parquet):
+    path = write_parquet(minimal_table())
+    frame, report = read_trips(path)
+    assert len(frame) == report.rows == 3
+    frame, report = read_trips(path, columns=("trip_type",))  # absent: the rows are counted on another column
+    assert len(frame) == report.rows == 3
+    assert frame["trip_type"].isna().all()
+
+
+# ----------------------------------------------------------------------------------------- file kinds
+def _release_fifo(path) -> None:
+    """Open the FIFO's write end (if a reader is blocked on it) so that a blocked reader thread can end."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def _read_in_thread(path, seconds: float = 5.0) -> BaseException | None:
+    """Run read_trips(path) in a thread; fail if it is still running after ``seconds`` (it blocked)."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            read_trips(path)
+            outcome.append(None)
+        except BaseException as exc:  # handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        _release_fifo(path)
+        thread.join(seconds)
+        pytest.fail(f"read_trips({path}) blocked for {seconds} s instead of failing at once")
+    return outcome[0]
+
+
+def _make_special(kind: str, path) -> None:
+    import os
+    import socket
+
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        sock.close()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "symlink_to_fifo":
+        os.mkfifo(path.with_name("target.fifo"))
+        path.symlink_to(path.with_name("target.fifo"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("fifo", "FIFO"),
+        ("directory", "directory"),
+        ("socket", "socket"),
+        ("device", "device"),
+        ("symlink_to_fifo", "FIFO"),
+    ],
+)
+def test_non_regular_files_fail_at_once_naming_the_path(kind, words):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="nr") as tmp:  # short: a socket path has a 108-byte limit
+        path = Path(tmp) / "green_tripdata_2021-01.parquet"
+        _make_special(kind, path)
+        exc = _read_in_thread(path)
+        assert isinstance(exc, TripDataError), exc
+        assert str(path) in str(exc) and words in str(exc) and "must be a regular file" in str(exc)
+
+
+def test_check_regular_file_accepts_files_and_symlinks_to_them_and_names_missing_ones(tmp_path, write_parquet):
+    from tripduration.schema import check_regular_file
+
+    real = write_parquet(green_2021_table())
+    link = tmp_path / "link.parquet"
+    link.symlink_to(real)
+    assert check_regular_file(real) == real
+    assert check_regular_file(str(link)) == link
+    assert len(read_trips(link)[0]) == 3
+    dangling = tmp_path / "dangling.parquet"
+    dangling.symlink_to(tmp_path / "nowhere.parquet")
+    with pytest.raises(TripDataError, match=re.escape(str(dangling)) + ": file not found"):
+        check_regular_file(dangling)
