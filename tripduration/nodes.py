@@ -26,7 +26,7 @@ from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 from tripduration.monitoring import build_profile
 from tripduration.registry import ModelRegistry, quality_gate, version_number
 from tripduration.rules import Rules, split_trips
-from tripduration.schema import read_trips
+from tripduration.schema import check_regular_file, read_trips
 
 Progress = Callable[[str, int], None]
 
@@ -66,16 +66,18 @@ def read_unchanged(path: str | Path, reader: Callable[[str | Path], Any]) -> tup
 
 
 def open_regular_file(path: str | Path) -> BinaryIO:
-    """Open a regular file for reading without blocking; a FIFO, folder or device fails naming the path."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise TripDataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise TripDataError(f"{path}: is a directory, not a regular file") from None
+    """Open a regular file for reading; a FIFO, folder or device fails at once naming the path.
+
+    :func:`~tripduration.schema.check_regular_file` says what is wrong without opening anything; the open
+    itself does not block either (``O_NONBLOCK``), and the opened file is checked again, so a file swapped
+    for a FIFO between the two never blocks the task.
+    """
+    check_regular_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise TripDataError(f"{path}: is not a regular file (a FIFO, socket or device?); put the data file there")
+        check_regular_file(path)  # names what it became
+        raise TripDataError(f"{path}: is not a regular file any more")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
