@@ -11,11 +11,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from luigi.cmdline_parser import CmdlineParser
 from sklearn.dummy import DummyRegressor
@@ -23,6 +25,7 @@ from sklearn.dummy import DummyRegressor
 import tripduration.registry as registry_module
 from tasks import BatchPredictions
 from tripduration.errors import RegistryError
+from tripduration.nodes import register_with_gate
 from tripduration.registry import ModelRegistry
 
 NAME = "green-trip-duration"
@@ -246,6 +249,16 @@ def test_a_corrupt_pointer_is_named_and_rollback_repairs_it(registry, model_file
     assert [h["action"] for h in history] == ["promote", "rollback"]
 
 
+def test_a_gate_decision_against_a_corrupt_pointer_stops_with_the_repair_and_registers_nothing(registry, model_file):
+    with_production(registry, model_file)
+    write_pointer(registry, '{"version": "v0001", "model_sha256": ')
+    metadata = {"metrics": {"test": {"rmse": 1.0}, "baseline_test": {"rmse": 2.0}}}
+    with pytest.raises(RegistryError, match="rollback vNNNN") as caught:
+        register_with_gate(registry, model_file, model_file.parent, metadata, pd.DataFrame(), key="k")
+    assert str(caught.value).startswith(f"{registry.production_file}: not valid JSON")
+    assert registry.versions() == ["v0001"]
+
+
 # --------------------------------------------------------------------------- 4. incomplete folders, listing
 def test_an_incomplete_version_folder_is_skipped_reported_and_kept(registry, model_file, caplog):
     first = registry.register(model_file, {}, key="a")
@@ -272,6 +285,7 @@ def test_inventory_lists_what_is_valid_and_names_what_is_not(registry, model_fil
     registry.register(model_file, {})  # v0005: model changed below
     registry.model_path("v0005").write_bytes(b"changed")
     (registry.versions_dir / "backup").mkdir()
+    shutil.copytree(registry.versions_dir / "v0001", registry.versions_dir / "v0006")  # a copy, not a registration
     registry.history_file.write_text(registry.history_file.read_text() + "garbage\n")
 
     inventory = registry.inventory()
@@ -285,7 +299,8 @@ def test_inventory_lists_what_is_valid_and_names_what_is_not(registry, model_fil
     assert f"{registry.model_path('v0005')}: sha256" in problems and "does not match metadata" in problems
     assert f"{registry.versions_dir / 'backup'}: not a version name" in problems
     assert f"{registry.history_file} line 2: not valid JSON" in problems
-    assert len(inventory["problems"]) == 5
+    assert f"{registry.versions_dir / 'v0006' / 'metadata.json'}: describes version 'v0001'" in problems
+    assert len(inventory["problems"]) == 6
     assert registry.listing() == inventory["versions"]
 
 
