@@ -60,6 +60,7 @@ from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
 from tasks.config_check import ConfigurationError, check_configuration  # noqa: E402
 from tasks.runner import run  # noqa: E402
 from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
+from tripduration.registry import GateRejectedError, ModelRegistry, check_version  # noqa: E402
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback")
 
@@ -75,6 +76,13 @@ def _month_or_last(value: str) -> dt.date:
     if value == "last":  # the month that just ended
         return add_months(parse_month(dt.date.today()), -1)
     return _month(value)
+
+
+def _version(value: str) -> str:
+    try:
+        return check_version(value, "version")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("version: ")) from None
 
 
 def _months(value: str) -> tuple[dt.date, ...]:
@@ -114,15 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--color", default="green", choices=COLORS)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rollback = sub.add_parser("rollback", help="make an earlier version the production model")
-    rollback.add_argument("version", help="version to serve, e.g. v0001")
+    rollback.add_argument("version", type=_version, help="version to serve, e.g. v0001")
     rollback.add_argument("--color", default="green", choices=COLORS)
     rollback.add_argument("--reason", default="manual rollback", help="recorded in production.json and history")
+    rollback.add_argument("--force", action="store_true", help="roll back even to a version the quality gate rejected")
     return parser
 
 
 def registry_commands(args: argparse.Namespace) -> int:
     """serve / models / rollback: work on the registry directly, no luigi run."""
-    import json
     import logging
 
     from tasks.deploy import model_registry
@@ -143,22 +151,64 @@ def registry_commands(args: argparse.Namespace) -> int:
             server.server_close()
         return 0
     if args.command == "models":
-        rows = registry.listing()
-        if args.json:
-            print(json.dumps(rows, indent=2))
-            return 0
-        if not rows:
-            print(f"no versions registered under {registry.home}")
-            return 0
-        print(f"{'version':8} {'status':11} {'algorithm':15} {'test':8} {'rmse':>7} {'base':>7}  reason")
-        for r in rows:
-            print(
-                f"{r['version']:8} {r['status']:11} {r['algorithm'] or '':15} {r['test_month'] or '':8} "
-                f"{r['test_rmse'] or float('nan'):7.3f} {r['baseline_rmse'] or float('nan'):7.3f}  {r['reason']}"
-            )
+        return models_command(registry, as_json=args.json)
+    return rollback_command(registry, args.version, args.reason, force=args.force)
+
+
+def models_command(registry: ModelRegistry, as_json: bool = False) -> int:
+    """List the valid versions and name every problem (bad pointer, incomplete folder, failed sha256...).
+
+    Exit 0 whenever the listing itself could be made, problems included: ``models`` is how an operator
+    inspects a damaged registry, so it must not fail on what it reports; scripts check ``problems`` in
+    ``--json`` (empty when the registry is sound). The commands that use a model refuse bad ones themselves.
+    """
+    import json
+
+    inventory = registry.inventory()
+    rows, problems = inventory["versions"], inventory["problems"]
+    if as_json:
+        print(json.dumps(inventory, indent=2))
         return 0
-    pointer = registry.rollback(args.version, args.reason)
-    print(f"production is now {pointer['version']} (was {pointer['previous_version']}): {args.reason}")
+    if not rows and not problems:
+        print(f"no versions registered under {registry.home}")
+        return 0
+    if rows:
+        print(f"{'version':8} {'status':11} {'algorithm':15} {'test':8} {'rmse':>7} {'base':>7}  reason")
+    for r in rows:
+        print(
+            f"{r['version']:8} {r['status']:11} {r['algorithm'] or '':15} {r['test_month'] or '':8} "
+            f"{_number(r['test_rmse']):7.3f} {_number(r['baseline_rmse']):7.3f}  {_reason(r)}"
+        )
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem['problem']}")
+    return 0
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
+
+
+def _reason(row: dict) -> str:
+    """The gate's reason, and for a production version set by a rollback, the rollback's reason too."""
+    text = f"gate: {row['gate_reason']}" if row["gate_reason"] else "gate: none recorded"
+    if row["rollback_reason"] is not None:
+        forced = " (forced past the gate)" if row["forced"] else ""
+        text += f" | rollback{forced}: {row['rollback_reason']}"
+    return text
+
+
+def rollback_command(registry: ModelRegistry, version: str, reason: str, force: bool = False) -> int:
+    """Point production at ``version``; exit 2 with one line if the gate rejected it and --force is absent."""
+    try:
+        pointer = registry.rollback(version, reason, force=force)
+    except GateRejectedError as exc:
+        print(f"pipeline.py rollback: {exc}", file=sys.stderr)
+        return 2
+    was = pointer["previous_version"] or ("unreadable production.json" if "previous_pointer_error" in pointer else None)
+    forced = " [forced past the gate's rejection]" if pointer.get("forced") else ""
+    print(f"production is now {pointer['version']} (was {was}){forced}: {reason}")
     return 0
 
 

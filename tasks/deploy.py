@@ -26,7 +26,7 @@ from tripduration.monitoring import Thresholds, monitor_month
 from tripduration.months import format_month
 from tripduration.nodes import BATCH_INPUT_COLUMNS, batch_predictions
 from tripduration.parquet import read_parquet, write_parquet
-from tripduration.registry import ModelRegistry
+from tripduration.registry import ModelRegistry, check_version
 
 
 class monitoring(luigi.Config):  # noqa: N801
@@ -46,6 +46,22 @@ def model_registry(color: str) -> ModelRegistry:
     return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=color))
 
 
+class ModelVersionParameter(luigi.Parameter):
+    """``production`` or a registry version name (``vNNNN``).
+
+    Checked in ``normalize``, which luigi applies to command-line values, keyword arguments and config
+    defaults alike: ``--model-version ../x`` fails when the task is built, before any path is made from it.
+    """
+
+    def normalize(self, x: Any) -> str:
+        if x == "production":
+            return x
+        try:
+            return check_version(x, "model_version")
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or 'production'") from None
+
+
 class ModelVersionTask(PipelineTask):
     """A task that uses a registered model: ``model_version`` is a version name or ``production``.
 
@@ -56,7 +72,7 @@ class ModelVersionTask(PipelineTask):
     all_cores = True
     color = ColorParameter()
     month = MonthParameter(description="month of trips, YYYY-MM")
-    model_version = luigi.Parameter(default="production", description="registry version (vNNNN) or 'production'")
+    model_version = ModelVersionParameter(default="production", description="registry version (vNNNN) or 'production'")
 
     def resolved_version(self) -> str:
         if self.model_version != "production":

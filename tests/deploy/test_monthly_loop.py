@@ -47,7 +47,7 @@ def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks
     first = BatchPredictions(month=MARCH)
     assert run_tasks([first]).ok
     first_path = first.output().path
-    reg.rollback("v0002", "test: serve v0002")
+    reg.rollback("v0002", "test: serve v0002", force=True)  # v0002 may have been rejected by the gate
     moved = BatchPredictions(month=MARCH)
     assert moved.output().path != first_path and not moved.complete()
     assert run_tasks([moved]).ok
@@ -109,14 +109,14 @@ def test_models_lists_versions_and_rollback_restores_an_earlier_one(pipeline_env
     assert run_tasks([TrainingPipeline(test_month=APRIL)]).ok
     listing = cli(pipeline_env, "models", "--json")
     assert listing.returncode == 0, listing.stderr
-    rows = {r["version"]: r for r in json.loads(listing.stdout)}
+    rows = {r["version"]: r for r in json.loads(listing.stdout)["versions"]}
     assert rows["v0001"]["status"] == "production"
-    assert rows["v0002"]["status"] == "rejected" and "does not beat" in rows["v0002"]["reason"]
+    assert rows["v0002"]["status"] == "rejected" and "does not beat" in rows["v0002"]["gate_reason"]
     assert all(r["test_rmse"] > 0 for r in rows.values())
     table = cli(pipeline_env, "models")
     assert "v0001" in table.stdout and "production" in table.stdout
 
-    assert cli(pipeline_env, "rollback", "v0002", "--reason", "drill").returncode == 0
+    assert cli(pipeline_env, "rollback", "v0002", "--reason", "drill", "--force").returncode == 0
     assert registry(pipeline_env).production()["version"] == "v0002"
     back = cli(pipeline_env, "rollback", "v0001", "--reason", "back")
     assert back.returncode == 0 and "production is now v0001 (was v0002)" in back.stdout

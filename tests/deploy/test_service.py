@@ -572,7 +572,7 @@ def test_tampered_production_model_is_refused_and_the_previous_one_keeps_serving
     real_load = registry_module.joblib.load
 
     def recording_load(path: Any, *args: Any, **kwargs: Any) -> Any:
-        loaded_paths.append(Path(path))
+        loaded_paths.append(Path(getattr(path, "name", path)))  # the registry unpickles verified bytes
         return real_load(path, *args, **kwargs)
 
     monkeypatch.setattr(registry_module.joblib, "load", recording_load)
