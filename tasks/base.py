@@ -171,6 +171,9 @@ class PipelineTask(luigi.Task):
                 "configs": {c.__name__: c().to_str_params() for c in self.fingerprint_configs},
                 "upstream": sorted(dependency_key(t) for t in flatten(self.requires())),
             }
+            salt = invalidation_salt(self.task_id)
+            if salt:  # `pipeline.py invalidate`: a new path for this task, so for everything downstream too
+                payload["invalidated"] = salt
             blob = json.dumps(payload, sort_keys=True).encode()
             cached = hashlib.sha256(blob).hexdigest()[:12]
             self.__dict__["_fingerprint"] = cached
@@ -209,6 +212,34 @@ class PipelineTask(luigi.Task):
             self.set_status_message(message)
         if percent is not None and callable(self.set_progress_percentage):
             self.set_progress_percentage(max(0, min(100, int(percent))))
+
+
+def invalidations_file() -> Path:
+    return project_path(paths().work_dir) / ".invalidated.json"
+
+
+_INVALIDATIONS: dict[str, Any] = {"stamp": None, "salts": {}}
+
+
+def invalidation_salt(task_id: str) -> str | None:
+    """The mark ``pipeline.py invalidate`` left for ``task_id`` (None for almost every task).
+
+    The file is read again only when its stat changes, so a graph of hundreds of tasks costs one ``stat`` each.
+    """
+    path = invalidations_file()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    stamp_now = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    if _INVALIDATIONS["stamp"] != stamp_now:
+        try:
+            salts = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"{path}: unreadable ({exc}); delete it to forget past invalidations") from exc
+        _INVALIDATIONS.update(stamp=stamp_now, salts=salts if isinstance(salts, dict) else {})
+    salt = _INVALIDATIONS["salts"].get(task_id)
+    return str(salt) if salt else None
 
 
 def dependency_key(task: luigi.Task) -> str:
