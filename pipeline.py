@@ -29,6 +29,13 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# First, before anything loads numpy/scikit-learn: OpenMP threads wait passively, and no more native threads
+# than usable CPUs (libgomp reads its environment once, when scikit-learn loads it). Forked task processes
+# and child processes inherit it; see tripduration/threads.py.
+from tripduration.threads import prepare_process  # noqa: E402
+
+prepare_process()
+
 import luigi  # noqa: E402
 import luigi.interface  # noqa: E402
 from luigi.configuration import LuigiConfigParser  # noqa: E402

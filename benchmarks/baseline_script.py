@@ -42,6 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# as pipeline.py does, before scikit-learn loads: passive OpenMP waiting (tripduration/threads.py)
+from tripduration.threads import prepare_process  # noqa: E402
+
+prepare_process()
+
 import joblib  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402

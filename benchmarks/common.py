@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -61,14 +61,16 @@ def run_process(
     log_path: Path | None = None,
     check: bool = True,
     timeout: float | None = None,
+    unset: Iterable[str] = (),
 ) -> ProcResult:
     """Run ``cmd`` to completion; time it from spawn to exit and stamp every output line on arrival.
 
     stdout and stderr are merged into one pipe (Python's stderr is line-buffered, so luigi's log lines
     arrive as they are written, also from forked worker processes). The stamps are seconds since spawn.
     The process gets its own session, so on timeout it and the children it forked are killed together.
+    ``unset``: variables removed from the inherited environment (so the process sets them up itself).
     """
-    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in set(unset)}
     start = time.perf_counter()
     proc = subprocess.Popen(
         list(cmd),
@@ -109,6 +111,45 @@ def run_process(
         tail = "\n".join(line for _, line in lines[-40:])
         raise RuntimeError(f"{' '.join(cmd)} exited with {returncode}:\n{tail}")
     return result
+
+
+#: variables of the native-thread setup (tripduration/threads.py) a measured process must set up itself
+NATIVE_THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[list[int]]:
+    """``count`` competing processes, each a pure-Python ``while True: pass`` (one busy core each).
+
+    They stand for the other jobs of a shared machine. Started before the block (and given a moment to get
+    going), killed by their own ids after it, even if the block fails.
+    """
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", "while True: pass"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        time.sleep(0.3)
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"busy-loop process {proc.pid} exited with {proc.returncode} at once")
+        yield [proc.pid for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+def competing_processes() -> int:
+    """One busy process per usable CPU minus one (at least one): the contention the benchmark measures."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus - 1)
 
 
 def run_json_process(cmd: Sequence[str], **kwargs: Any) -> tuple[dict[str, Any], ProcResult]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark of issue 6 and write ``benchmarks/results.json`` and ``docs/benchmarks.md``.
 
-    python benchmarks/run.py                    # the real benchmark (about 40 minutes on 2 cores)
+    python benchmarks/run.py                    # the real benchmark (about 50 minutes on 2 cores)
     python benchmarks/run.py --quick --out DIR  # tiny sizes, about half a minute (the smoke test uses it)
     python benchmarks/run.py --reps 5 --sizes 1000000,3000000 --train-budget 600 --skip-scale
 
@@ -26,6 +26,11 @@ comparison is a ratio of two runs made next to each other, and the medians of th
    same rows in a fresh process (``stage.py bare-predict``), interleaved; at scale, see ``scale.py``.
 5. Scale (``scale.py``): generated months of 1M, 3M, 10M rows; validation, features, training, batch
    prediction, each in its own process: rows/s, peak RSS, growth exponents, peak RSS / in-memory size.
+6. CPU contention (issue 12): ``python pipeline.py train`` (1 worker, fresh folders) idle, and the same run
+   with one competing busy process per usable CPU minus one (pure-Python ``while True: pass``, started
+   before and killed after), interleaved with the order alternating per repetition. The native-thread
+   variables (``OMP_WAIT_POLICY``...) are removed from the runs' environment, so what is measured is
+   ``pipeline.py``'s own setup (``tripduration/threads.py``). Ratio: busy / idle, target <= 2.0.
 
 Targets (issue 6) and how each is judged are in the table of ``docs/benchmarks.md``.
 """
@@ -48,9 +53,12 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import (  # noqa: E402
     COLOR,
     DATA,
+    NATIVE_THREAD_VARIABLES,
     PYTHON,
     TEST_MONTH,
     ProcResult,
+    busy_loops,
+    competing_processes,
     load_average,
     machine_facts,
     median,
@@ -70,6 +78,8 @@ MODEL_NAME = f"{COLOR}-trip-duration"
 FINAL_STAGE = ("EvaluationReport", "RegisteredModel")
 QUICK_CANDIDATES = ("baseline_linreg", "ridge_a1")
 QUICK_SAMPLE_ROWS = 2000
+#: issue 12: a full run next to busy processes / the same run idle
+CONTENTION_TARGET = 2.0
 #: "close to linear": growth exponent of time (and of peak RSS) at most this
 LINEAR_EXPONENT_LIMIT = 1.2
 
@@ -288,6 +298,48 @@ def bench_batch_small(job: Job, reps: int, logs: Path) -> dict[str, Any]:
     return out
 
 
+def bench_contention(
+    tmp: Path, reps: int, raw_dir: Path | None, candidates: tuple[str, ...] | None, logs: Path
+) -> dict[str, Any]:
+    """The full 1-worker run idle and next to busy processes, side by side (order alternating per rep)."""
+    busy = competing_processes()
+    pairs = []
+    for rep in range(reps):
+        order = ("idle", "busy") if rep % 2 == 0 else ("busy", "idle")
+        seconds: dict[str, float] = {}
+        for condition in order:
+            job = Job(tmp / f"contention{rep}_{condition}", raw_dir, candidates)
+            log(f"contention rep {rep + 1}/{reps}: pipeline {condition} ({busy if condition == 'busy' else 0} busy)")
+            with busy_loops(busy if condition == "busy" else 0):
+                result = run_process(
+                    [PYTHON, PIPELINE, "train", "--workers", "1"],
+                    env=job.env,
+                    unset=NATIVE_THREAD_VARIABLES,
+                    log_path=logs / f"contention{rep}_{condition}.log",
+                )
+            seconds[condition] = result.seconds
+            shutil.rmtree(job.folder, ignore_errors=True)
+        pairs.append(
+            {
+                "rep": rep,
+                "order": list(order),
+                "idle_seconds": seconds["idle"],
+                "busy_seconds": seconds["busy"],
+                "ratio": seconds["busy"] / seconds["idle"],
+                "load_average_after": load_average(),
+            }
+        )
+        log(f"contention rep {rep + 1}/{reps}: idle {seconds['idle']:.1f} s, busy {seconds['busy']:.1f} s")
+    log(f"contention: median ratio {median(p['ratio'] for p in pairs):.2f}")
+    return {
+        "busy_processes": busy,
+        "pairs": pairs,
+        "ratio": spread(p["ratio"] for p in pairs),
+        "idle_seconds": spread(p["idle_seconds"] for p in pairs),
+        "busy_seconds": spread(p["busy_seconds"] for p in pairs),
+    }
+
+
 def make_quick_raw(folder: Path) -> Path:
     """Seeded samples of the real months (raw schema), for --quick."""
     import numpy as np
@@ -317,6 +369,20 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     targets.append(
         _target("rerun", "rerun, all complete / bare `import luigi, pandas, sklearn`", rerun, "<= 2", rerun <= 2)
     )
+    contention = results.get("contention")  # absent from results written before issue 12
+    if contention:
+        ratio = contention["ratio"]["median"]
+        targets.append(
+            _target(
+                "contention",
+                f"full run next to {contention['busy_processes']} busy process(es) / the same run idle",
+                ratio,
+                f"<= {CONTENTION_TARGET}",
+                ratio <= CONTENTION_TARGET,
+                f"idle {contention['idle_seconds']['median']:.1f} s, busy {contention['busy_seconds']['median']:.1f} s"
+                " (medians)",
+            )
+        )
     res = results["orchestration"]["resume"]
     ratio, limit = res["ratio"]["median"], res["target"]["median"]
     margin = res["margin"]["median"]
@@ -429,6 +495,32 @@ def _range(s: dict[str, Any], digits: int = 3) -> str:
     if not s or s.get("median") is None:
         return "–"
     return f"{_fmt(s['min'], digits)} – {_fmt(s['max'], digits)} (n={s['n']})"
+
+
+def _contention_lines(contention: dict[str, Any] | None) -> list[str]:
+    if not contention:
+        return []
+    lines = [
+        f"## CPU contention: full run next to {contention['busy_processes']} busy process(es) vs idle",
+        "",
+        "`python pipeline.py train --workers 1`, fresh folders; busy = pure-Python `while True: pass` processes "
+        "(one per usable CPU minus one) running through the whole run. OpenMP threads wait passively "
+        "(`tripduration/threads.py`).",
+        "",
+        "| rep | order | idle s | busy s | busy / idle | load after |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for p in contention["pairs"]:
+        lines.append(
+            f"| {p['rep'] + 1} | {' then '.join(p['order'])} | {_fmt(p['idle_seconds'], 1)} | "
+            f"{_fmt(p['busy_seconds'], 1)} | {_fmt(p['ratio'], 2)} | {p['load_average_after']} |"
+        )
+    lines += [
+        f"| median | | {_fmt(contention['idle_seconds']['median'], 1)} | "
+        f"{_fmt(contention['busy_seconds']['median'], 1)} | {_fmt(contention['ratio']['median'], 2)} | |",
+        "",
+    ]
+    return lines
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -549,6 +641,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| the rerun ran no task (every rep) | {_fmt(rerun['ran_nothing_every_rep'])} | |",
         "",
     ]
+    lines += _contention_lines(results.get("contention"))
     small = results["batch_prediction"]["normal_size"]
     lines += [
         f"## Batch prediction, 2021-03 ({small['rows']:,} kept trips, production model of the run)",
@@ -662,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         "--size-budget", type=float, default=1500.0, help="max seconds per scale size (training skipped beyond)"
     )
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--contention-reps", type=int, default=None, help="idle / busy run pairs (default 3)")
+    parser.add_argument("--skip-contention", action="store_true")
     parser.add_argument("--note", action="append", default=[], help="a remark to print with the results")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (about half a minute)")
     parser.add_argument("--out", type=Path, default=None, help="write results.json and benchmarks.md here instead")
@@ -679,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if quick else 3)
     rerun_reps = args.rerun_reps or (1 if quick else 5)
     batch_reps = args.batch_reps or (1 if quick else 5)
+    contention_reps = args.contention_reps or (1 if quick else 3)
     sizes = [int(s) for s in (args.sizes or ("2000,4000" if quick else "1000000,3000000,10000000")).split(",")]
     if args.out is None and quick:
         args.out = Path(tempfile.mkdtemp(prefix="bench-quick-out-"))
@@ -704,6 +800,11 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint("rerun", rerun)
         batch_small = bench_batch_small(job, batch_reps, logs)
         checkpoint("batch_small", batch_small)
+        contention = None
+        if not args.skip_contention:
+            # --quick: the same tiny runs as the other stages (a smoke test of the harness, not a measurement)
+            contention = bench_contention(tmp, contention_reps, raw_dir, candidates, logs)
+            checkpoint("contention", contention)
         best = job.metrics()["best"]
         if args.skip_scale:
             scale: dict[str, Any] = {"sizes": [], "growth": {}}
@@ -730,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reps": reps,
                 "rerun_reps": rerun_reps,
                 "batch_reps": batch_reps,
+                "contention_reps": contention_reps,
                 "sizes": sizes,
                 "machine": facts,
                 "load_average_at_end": load_average(),
@@ -750,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             },
             "scale": scale,
+            "contention": contention,
         }
         results["targets"] = evaluate_targets(results)
         json_path.parent.mkdir(parents=True, exist_ok=True)

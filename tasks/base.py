@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import luigi
 from luigi.task import flatten
 
+from tripduration import threads as native_threads
 from tripduration.content import content_sha256
 from tripduration.months import COLORS, format_month, parse_month, parse_month_list
 
@@ -338,10 +339,11 @@ def scheduler_cores() -> int:
 
 
 def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """CPUs this process can really get: the affinity mask, capped by the cgroup CPU quota if there is one.
+
+    ``pipeline.py`` offers this many ``cores`` to the local scheduler; see ``tripduration/threads.py``.
+    """
+    return native_threads.usable_cpus()
 
 
 @PipelineTask.event_handler(luigi.Event.START)
@@ -349,15 +351,28 @@ def _prepare_task_process(task: PipelineTask) -> None:
     """Runs at the start of every task, in the process that runs it (a forked child with ``--workers`` > 1)."""
     import multiprocessing
 
-    from threadpoolctl import threadpool_limits
-
     forked = multiprocessing.current_process().name != "MainProcess"
     if forked:
         _die_with_parent()
+    # Normally a no-op: the entry point (pipeline.py) already set passive OpenMP waiting before scikit-learn
+    # loaded, and a forked task inherits it. A process that imported the tasks another way gets one warning
+    # here, and the processes it starts get the setting.
+    native_threads.prepare_process()
+    _limit_native_threads(task, forked)
+
+
+def _limit_native_threads(task: PipelineTask, forked: bool) -> None:
+    """OpenMP threads: the cores the task holds (never more than usable CPUs); BLAS: one.
+
+    A process that runs tasks itself (one worker) keeps OpenMP's default, which ``prepare_process`` caps at
+    the usable CPUs (``OMP_NUM_THREADS`` under a CPU quota) and an operator's ``OMP_NUM_THREADS`` overrides.
+    """
+    from threadpoolctl import threadpool_limits
+
     # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
-    threads = task.task_cores() if forked or parallelism().threads_per_task else None
+    threads = min(task.task_cores(), usable_cpus()) if forked or parallelism().threads_per_task else None
     if threads:
         # applies process-wide until the process ends; forked task processes end with their task
         threadpool_limits(limits=threads, user_api="openmp")

@@ -8,12 +8,17 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 - prepare_process() must run before the imports that load numpy/scikit-learn
 import datetime as dt
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tripduration.threads import prepare_process
+
+prepare_process()  # before numpy/scikit-learn load: tests and their subprocesses wait passively in OpenMP
 
 import luigi
 import luigi.configuration

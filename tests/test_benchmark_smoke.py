@@ -48,6 +48,10 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert results["rerun"]["ratio"]["median"] > 0
     assert results["batch_prediction"]["normal_size"]["ratio_process_to_bare_predict"]["median"] > 0
 
+    contention = results["contention"]
+    assert contention["busy_processes"] >= 1 and len(contention["pairs"]) == 1
+    assert contention["ratio"]["median"] > 0
+
     scale = results["scale"]
     assert [e["rows"] for e in scale["sizes"]] == results["meta"]["sizes"]
     for entry in scale["sizes"]:
@@ -58,6 +62,8 @@ def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     assert all(len(scale["growth"][stage]) == 1 for stage in ("validation", "features", "training", "prediction"))
 
     ids = {t["id"] for t in results["targets"]}
-    assert {"pipeline_1w", "pipeline_2w", "rerun", "resume", "batch_normal", "largest_completes"} <= ids
+    assert {"pipeline_1w", "pipeline_2w", "rerun", "resume", "batch_normal", "largest_completes", "contention"} <= ids
     assert all({"what", "value", "target", "met"} <= set(t) for t in results["targets"])
-    assert "| benchmark | measured (median) | target | met |" in (out / "benchmarks.md").read_text()
+    markdown = (out / "benchmarks.md").read_text()
+    assert "| benchmark | measured (median) | target | met |" in markdown
+    assert "## CPU contention" in markdown

@@ -1,0 +1,176 @@
+"""Process setup for native threads: passive OpenMP waiting and no more threads than the CPUs we can get.
+
+Why. scikit-learn's HistGradientBoosting runs many short OpenMP parallel regions; its OpenMP runtime
+(libgomp, vendored in the scikit-learn wheel) makes idle threads spin at each barrier for ``GOMP_SPINCOUNT``
+iterations (300,000 by default) before sleeping. When another process holds one of the cores, the thread
+that shares that core gets a time slice only now and then, and its partners spin through their whole
+slices waiting for it at every barrier: on 2 cores a 130k x 12 fit took 3.6 s alone and 203.7 s next to one
+busy process. With ``OMP_WAIT_POLICY=PASSIVE`` (spin count 0: waiting threads sleep at once) the same fit
+took 5.0 s, i.e. a shared machine slows the pipeline down in proportion to what it takes, not 50x.
+
+Why so early. libgomp reads its environment once, in its load-time constructor, i.e. when the first module
+that links it (``sklearn``) is imported; changing ``os.environ`` afterwards has no effect on the running
+process (only on child processes that start a new interpreter). So :func:`prepare_process` must run before
+anything imports scikit-learn: it is the first thing ``pipeline.py`` does (so ``python pipeline.py ...``,
+``pipeline.py serve``, ``bin/cron-pipeline`` and ``python -m luigi --module pipeline ...``, where luigi
+imports the module ``pipeline`` before any task module; luigi itself loads no numpy or scikit-learn), and
+the first thing the benchmark scripts do. If an OpenMP runtime is already loaded when it runs, it logs a
+warning: the setting then only reaches child processes.
+
+How children get it. The values go into ``os.environ`` with ``setdefault`` (an operator's explicit
+``OMP_WAIT_POLICY=active`` wins), so every process started from there inherits them: luigi's forked task
+processes (a fork copies the parent's already-initialised libgomp and its environment), and subprocesses
+such as the ones tests and benchmarks start.
+
+Thread counts. OpenMP and OpenBLAS start one thread per CPU of the affinity mask; a container's CPU quota
+(cgroup ``cpu.max`` / ``cpu.cfs_quota_us``) is not in that mask. :func:`usable_cpus` is the smaller of the
+two, and when the quota is the smaller, :func:`prepare_process` also sets ``OMP_NUM_THREADS`` and
+``OPENBLAS_NUM_THREADS`` to it. Per task, ``tasks.base`` then limits OpenMP to the cores the task holds of
+the scheduler's ``cores`` resource (threadpoolctl), which is at most :func:`usable_cpus`.
+
+This module imports only the standard library (and never luigi): importing it loads no native runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: what every process of the project runs with unless the environment already says otherwise
+PASSIVE_WAIT: dict[str, str] = {
+    # waiting OpenMP threads sleep instead of spinning (libgomp: spin count 0; LLVM/Intel OpenMP: likewise)
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+#: shared objects whose presence in /proc/self/maps means an OpenMP runtime has already read its environment
+OPENMP_LIBRARIES = ("libgomp", "libiomp", "libomp")
+#: modules that load an OpenMP runtime when imported (fallback where /proc/self/maps is not available)
+OPENMP_MODULES = ("sklearn",)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+# --------------------------------------------------------------------------- CPUs
+def affinity_cpus() -> int:
+    """CPUs this process may be scheduled on (``sched_getaffinity``; ``os.cpu_count()`` where unsupported)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"200000 100000"`` -> 2.0; ``"max 100000"`` -> None)."""
+    parts = text.split()
+    if not parts or parts[0] == "max":
+        return None
+    try:
+        quota = int(parts[0])
+        period = int(parts[1]) if len(parts) > 1 else 100_000
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+    if quota is None or period is None:
+        return None
+    return parse_cpu_max(f"{quota.strip()} {period.strip()}") if quota.strip() != "-1" else None
+
+
+def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[Path]:
+    """The folders whose CPU limits apply to this process: its cgroup and every ancestor, v2 and v1 layouts."""
+    relative = {"": "/"}  # controller -> path; "" is the v2 unified hierarchy
+    for line in (_read(proc_cgroup) or "").splitlines():
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        for controller in controllers.split(","):
+            if controller in ("", "cpu"):
+                relative[controller] = path or "/"
+    dirs = []
+    for controller, path in relative.items():
+        base = root / "cpu" if controller == "cpu" else root
+        parts = [p for p in path.split("/") if p]
+        dirs += [base.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+    return dirs
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """CPUs the cgroup CPU quota allows this process (the tightest of its cgroup and ancestors), None if none.
+
+    Reads cgroup v2 ``cpu.max`` and cgroup v1 ``cpu/cpu.cfs_quota_us`` / ``cpu.cfs_period_us``. A quota of
+    1.5 CPUs lets two threads run, each half the time: rounded up, since a thread can use a fraction.
+    """
+    limits = []
+    for folder in _cgroup_dirs(root, proc_cgroup):
+        text = _read(folder / "cpu.max")
+        limit = parse_cpu_max(text) if text is not None else _v1_quota(folder)
+        if limit is not None:
+            limits.append(limit)
+    return min(limits) if limits else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process can really get: its affinity mask, capped by the cgroup CPU quota (at least 1)."""
+    cpus = affinity_cpus()
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+# --------------------------------------------------------------------------- process setup
+def openmp_already_loaded() -> bool:
+    """True if an OpenMP runtime is already mapped into this process (so it has read its environment)."""
+    maps = _read(Path("/proc/self/maps"))
+    if maps is not None:
+        return any(name in maps for name in OPENMP_LIBRARIES)
+    return any(name in sys.modules for name in OPENMP_MODULES)
+
+
+def native_thread_environment() -> dict[str, str]:
+    """The variables :func:`prepare_process` sets by default: passive waiting, and a thread cap under a quota."""
+    values = dict(PASSIVE_WAIT)
+    cpus = usable_cpus()
+    if cpus < affinity_cpus():  # OpenMP / OpenBLAS would start one thread per CPU of the mask
+        values["OMP_NUM_THREADS"] = str(cpus)
+        values["OPENBLAS_NUM_THREADS"] = str(cpus)
+    return values
+
+
+def prepare_process(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set the native-thread environment of this process and its children; call it before importing sklearn.
+
+    Values already in the environment are kept (an operator's choice wins, and a child started by a
+    prepared parent already has them). Returns the variables it set. If it set some while an OpenMP
+    runtime is already loaded, it logs a warning: that runtime keeps spinning, only children are fixed.
+    """
+    env = os.environ if environ is None else environ
+    changed = {}
+    for key, value in native_thread_environment().items():
+        if key not in env:
+            env[key] = value
+            changed[key] = value
+    if changed and environ is None and openmp_already_loaded():
+        log.warning(
+            "could not apply %s to this process: an OpenMP runtime (libgomp, loaded by scikit-learn) was "
+            "already loaded and read its environment, so its threads still spin while waiting (a 50x slowdown "
+            "when other jobs share the CPUs). Call tripduration.threads.prepare_process() before anything "
+            "imports numpy/scikit-learn, or set OMP_WAIT_POLICY=PASSIVE in the environment that starts Python. "
+            "Child processes started from here do get it.",
+            " ".join(f"{k}={v}" for k, v in changed.items()),
+        )
+    return changed
