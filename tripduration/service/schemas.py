@@ -75,6 +75,8 @@ def show(value: Any) -> str:
 # --------------------------------------------------------------------------- field types
 def _number(value: Any) -> Any:
     """JSON numbers only: pydantic's lax mode would read ``true`` as 1 and ``"74"`` as 74."""
+    if type(value) is int or type(value) is float:  # the common case first: this runs for every code of every trip
+        return value
     if isinstance(value, HugeInteger):
         raise PydanticCustomError("number_out_of_range", "the number is out of range")
     if isinstance(value, bool) or not isinstance(value, int | float):
