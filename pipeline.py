@@ -5,7 +5,7 @@
     python pipeline.py monthly [--month YYYY-MM|last]                                 MonthlyTraining
     python pipeline.py backfill --start YYYY-MM --stop YYYY-MM                        RangeMonthly backfill
     python pipeline.py monthly-run [--month YYYY-MM|last]        predict, monitor, retrain if needed (MonthlyRun)
-    python pipeline.py serve [--host 127.0.0.1] [--port 8000]    HTTP prediction service (production model)
+    python pipeline.py serve [--host 127.0.0.1] [--port 8000] [--workers N]   HTTP service (FastAPI, uvicorn)
     python pipeline.py models                                    registered versions, status, metrics, reasons
     python pipeline.py rollback vNNNN [--reason ...]             point production back at a version
 
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--color", default="green", choices=COLORS)
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--limit-concurrency", type=int, default=64, help="connections at once; over it: 503")
+    serve.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection stays")
+    serve.add_argument("--body-timeout", type=float, default=10.0, help="seconds to receive a request body (408)")
     models = sub.add_parser("models", help="list registered model versions")
     models.add_argument("--color", default="green", choices=COLORS)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -144,19 +148,18 @@ def registry_commands(args: argparse.Namespace) -> int:
 
     registry = model_registry(args.color)
     if args.command == "serve":
-        from tripduration.serving import make_server
+        from tripduration.service.server import ServeOptions, serve
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        server = make_server(registry, args.host, args.port)
-        host, port = server.server_address[:2]
-        print(f"serving {registry.name} on http://{host}:{port} (POST /predict, GET /health, GET /model)", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
-        return 0
+        options = ServeOptions(
+            args.host,
+            args.port,
+            args.workers,
+            args.limit_concurrency,
+            keep_alive=args.keep_alive,
+            body_timeout=args.body_timeout,
+        )
+        return serve(registry, options, announce=lambda line: print(line, flush=True))
     if args.command == "models":
         return models_command(registry, as_json=args.json)
     return rollback_command(registry, args.version, args.reason, force=args.force)

@@ -1,4 +1,4 @@
-"""The HTTP prediction service (``tripduration.serving`` and ``pipeline.py serve``).
+"""The HTTP prediction service (``tripduration.service``: FastAPI under uvicorn, and ``pipeline.py serve``).
 
 A registry is built in a temporary folder from two small real models (the course baseline and a ridge)
 fitted on a few thousand rows of a real month, without running the pipeline: v0001 is the baseline
@@ -26,6 +26,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 from conftest import DATA, ROOT, free_port
 
 import tripduration.registry as registry_module
@@ -34,7 +35,9 @@ from tripduration.features import model_table, split_xy
 from tripduration.nodes import validate_trip_file
 from tripduration.registry import ModelRegistry
 from tripduration.rules import Rules
-from tripduration.serving import MAX_BODY_BYTES, make_server, parse_trips
+from tripduration.service import MAX_BODY_BYTES, parse_trips
+from tripduration.service.app import create_app
+from tripduration.service.server import ServeOptions, uvicorn_config
 
 MODEL_NAME = "green-trip-duration"
 TRAIN_ROWS = 3000
@@ -141,23 +144,38 @@ class Client:
         return self.call("POST", "/predict", trips, conn=conn)
 
 
+def start_uvicorn(app: Any, options: ServeOptions | None = None) -> tuple[int, Callable[[], None]]:
+    """Run ``app`` under uvicorn (the configuration ``pipeline.py serve`` uses) in a thread on a free port of
+    127.0.0.1; returns the port and a function that stops the server (gracefully) and waits for it."""
+    config = uvicorn_config(app, options or ServeOptions(host="127.0.0.1", port=0))
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(TIMEOUT)
+        sock.close()
+
+    return sock.getsockname()[1], stop
+
+
 @pytest.fixture
-def serve(request: pytest.FixtureRequest) -> Callable[[ModelRegistry], Client]:
-    """``serve(registry)`` starts an in-process server on a free port; it is shut down at the end of the test."""
+def serve(request: pytest.FixtureRequest) -> Callable[..., Client]:
+    """``serve(registry, **create_app_options)`` starts an in-process uvicorn server on a free port; it is shut
+    down at the end of the test."""
 
-    def start(registry: ModelRegistry) -> Client:
-        server = make_server(registry, "127.0.0.1", 0)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(TIMEOUT)
-
+    def start(registry: ModelRegistry, serve_options: ServeOptions | None = None, **options: Any) -> Client:
+        app = create_app(registry, **options)
+        port, stop = start_uvicorn(app, serve_options)
         request.addfinalizer(stop)
-        client = Client(server.server_address[1])
-        client.server = server  # type: ignore[attr-defined]
+        client = Client(port)
+        client.app = app  # type: ignore[attr-defined]
         return client
 
     return start

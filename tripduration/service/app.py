@@ -1,0 +1,207 @@
+"""The FastAPI application: ``POST /predict``, ``GET /health``, ``GET /model``, ``GET /metrics``, OpenAPI docs.
+
+- ``POST /predict``: one trip (object) or a list of trips; answers ``{"predictions": [...], "model": {...}}``
+- ``GET /health``: ``{"status": "ok", ...}`` (503 while no production model can be loaded)
+- ``GET /model``: name, version, metrics, trained months of the serving model
+- ``GET /metrics``: Prometheus text format; ``GET /docs`` and ``GET /openapi.json``: the API's description
+
+Invalid input gets a 4xx answer ``{"error", "field", "index"}`` naming the field and the problem; an unexpected
+error a 500 JSON answer, never a crash. ``/predict`` reads the raw body (already size- and time-checked by
+:class:`~tripduration.service.guards.RequestGuard`) and validates it itself (see :mod:`.schemas`); the
+request schema is still declared, so ``/docs`` shows it. Parsing and prediction run in the thread pool: the
+event loop stays free to accept connections and enforce the body deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tripduration.registry import ModelRegistry
+from tripduration.service.guards import RequestGuard, json_bytes
+from tripduration.service.holder import Loaded, ModelHolder, model_info
+from tripduration.service.metrics import Metrics
+from tripduration.service.schemas import (
+    MAX_BODY_BYTES,
+    ErrorResponse,
+    HealthResponse,
+    InputError,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    load_json,
+    to_frame,
+    validate_trips,
+)
+
+BODY_TIMEOUT = 10.0  # seconds to receive a whole request body (a 1 MB body on a slow link takes far less)
+ENDPOINTS_HELP = "use POST /predict, GET /health, GET /model, GET /metrics (API description: GET /docs)"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "invalid JSON or an invalid trip (the answer names the field, the value and the trip's index)",
+        408: "the body was not received in time",
+        411: "no Content-Length",
+        413: "body over the size limit, or too many trips",
+        503: "no production model can be loaded",
+    }.items()
+}
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(json_bytes(body), status_code=status, media_type="application/json")
+
+
+def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON schema of a predict request, and the definitions it refers to (for OpenAPI components)."""
+    schema = TypeAdapter(PredictRequest).json_schema(ref_template="#/components/schemas/{model}")
+    return schema, schema.pop("$defs", {})
+
+
+def _predict(holder: ModelHolder, metrics: Metrics, body: bytes) -> Response:
+    """Parse, validate and predict (in a worker thread)."""
+    rows = validate_trips(load_json(body))
+    loaded = holder.get()
+    if loaded is None:
+        raise InputError("no production model is registered yet", status=503)
+    minutes = loaded.model.predict(to_frame(rows))
+    metrics.predictions.inc(len(rows))
+    meta = loaded.metadata
+    return json_response(
+        200,
+        {
+            "predictions": [{"duration_min": round(float(m), 3)} for m in minutes],
+            "model": {"name": meta.get("name"), "version": meta.get("version")},
+        },
+    )
+
+
+def _health(holder: ModelHolder) -> Response:
+    loaded: Loaded | None = holder.get()
+    return json_response(
+        200 if loaded else 503,
+        {
+            "status": "ok" if loaded else "no production model",
+            "version": loaded.metadata.get("version") if loaded else None,
+            "last_error": holder.last_error,
+        },
+    )
+
+
+def _model(holder: ModelHolder) -> Response:
+    loaded = holder.get()
+    if loaded is None:
+        raise InputError("no production model is registered yet", status=503)
+    return json_response(200, model_info(loaded.metadata))
+
+
+def add_routes(app: FastAPI, holder: ModelHolder, metrics: Metrics) -> None:
+    request_schema, _ = _request_schema()
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=ERRORS,
+        summary="predict trip durations (minutes) for one trip or a list",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}}},
+    )
+    async def predict(request: Request) -> Response:
+        body = await request.body()
+        return await run_in_threadpool(_predict, holder, metrics, body)
+
+    @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    def health() -> Response:
+        return _health(holder)
+
+    @app.get("/model", response_model=ModelInfo, responses={503: {"model": ErrorResponse}})
+    def model() -> Response:
+        return _model(holder)
+
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
+    def metrics_text() -> Response:
+        data, content_type = metrics.exposition()
+        return Response(data, media_type=content_type)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> Response:
+        return json_response(exc.status, exc.as_dict())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        what = f"no such endpoint {request.method} {request.url.path!r}"
+        if exc.status_code == 405:
+            what = f"method {request.method} is not allowed on {request.url.path!r}"
+        elif exc.status_code != 404:
+            what = str(exc.detail)
+        return json_response(exc.status_code, {"error": f"{what}; {ENDPOINTS_HELP}", "field": None, "index": None})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        loc = [str(p) for p in first.get("loc", ())]
+        field = loc[-1] if loc else None
+        return json_response(400, {"error": f"{'.'.join(loc)}: {first.get('msg')}", "field": field, "index": None})
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> Response:  # never crash the service on a request
+        return json_response(500, {"error": f"internal error: {type(exc).__name__}", "field": None, "index": None})
+
+
+def create_app(
+    registry: ModelRegistry, *, max_body: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT
+) -> FastAPI:
+    """The ASGI application: FastAPI routes wrapped in the request guard (size, deadline, metrics)."""
+    metrics = Metrics()
+    holder = ModelHolder(registry, on_loaded=metrics.model_loaded, on_failed=metrics.reload_failed)
+    holder.get()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        metrics.worker_exit()
+
+    app = FastAPI(
+        title="NYC green taxi trip duration",
+        version="1",
+        description="Predicts trip durations with the registry's production model (hot-swapped on promotion).",
+        lifespan=lifespan,
+    )
+    add_routes(app, holder, metrics)
+    add_error_handlers(app)
+    _, definitions = _request_schema()
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:  # the trip schema's definitions, referred to by /predict's request body
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(RequestGuard, metrics=metrics, max_body=max_body, body_timeout=body_timeout)
+    app.state.holder, app.state.metrics = holder, metrics
+    return app
+
+
+ENV_REGISTRY = "TRIPDURATION_REGISTRY_DIR"
+ENV_NAME = "TRIPDURATION_MODEL_NAME"
+ENV_BODY_TIMEOUT = "TRIPDURATION_BODY_TIMEOUT"
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes (``--workers N``): the registry comes from the environment that
+    ``pipeline.py serve`` set before starting them."""
+    registry = ModelRegistry(Path(os.environ[ENV_REGISTRY]), os.environ[ENV_NAME])
+    return create_app(registry, body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, BODY_TIMEOUT)))
