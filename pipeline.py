@@ -8,6 +8,7 @@
     python pipeline.py serve [--host 127.0.0.1] [--port 8000] [--workers N]   HTTP service (FastAPI, uvicorn)
     python pipeline.py models                                    registered versions, status, metrics, reasons
     python pipeline.py rollback vNNNN [--reason ...]             point production back at a version
+    python pipeline.py export-mlflow [--tracking-uri URI]        mirror the registry into MLflow (runs, aliases)
 
 Common flags: ``--color``, ``--workers N``, ``--scheduler-host/--scheduler-port`` (central scheduler; the
 local scheduler is used otherwise). Works from any working directory: it reads the ``luigi.cfg`` next to
@@ -69,7 +70,7 @@ from tasks.runner import run  # noqa: E402
 from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
 from tripduration.registry import GateRejectedError, ModelRegistry, check_version  # noqa: E402
 
-COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback")
+COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
 
 
 def _month(value: str) -> dt.date:
@@ -137,7 +138,59 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--color", default="green", choices=COLORS)
     rollback.add_argument("--reason", default="manual rollback", help="recorded in production.json and history")
     rollback.add_argument("--force", action="store_true", help="roll back even to a version the quality gate rejected")
+    add_export_mlflow_parser(sub)
     return parser
+
+
+def add_export_mlflow_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export-mlflow", help="mirror the registry into MLflow (runs, model versions, aliases)")
+    export.add_argument("--color", default="green", choices=COLORS)
+    export.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (sqlite:///path/mlflow.db, http://127.0.0.1:5000); "
+        "default: [mlflow] tracking_uri in luigi.cfg, then $MLFLOW_TRACKING_URI",
+    )
+    export.add_argument(
+        "--artifact-location",
+        default=None,
+        help="artifact root of the experiment when it is created (default: mlartifacts/ beside a sqlite "
+        "database; the server's own default for a tracking server)",
+    )
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def mlflow_tracking_uri(given: str | None) -> str | None:
+    """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
+    folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
+    from tripduration.mlflow_export import sqlite_uri_relative_to
+
+    if given:
+        return given
+    configured = luigi.configuration.get_config().get("mlflow", "tracking_uri", "")
+    if configured.strip():
+        return sqlite_uri_relative_to(configured.strip(), ROOT)
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def export_mlflow_command(args: argparse.Namespace) -> int:
+    """export-mlflow: exit 0 when every version is mirrored, 1 when one failed, 2 without a tracking URI."""
+    import json
+
+    from tasks.deploy import model_registry
+    from tripduration.mlflow_export import export_registry, format_summary
+
+    uri = mlflow_tracking_uri(args.tracking_uri)
+    if uri is None:
+        print(
+            "pipeline.py export-mlflow: error: no MLflow tracking URI: pass --tracking-uri URI, or set "
+            "[mlflow] tracking_uri in luigi.cfg, or $MLFLOW_TRACKING_URI",
+            file=sys.stderr,
+        )
+        return 2
+    result = export_registry(model_registry(args.color), uri, args.artifact_location)
+    print(json.dumps(result, indent=2) if args.json else format_summary(result), flush=True)
+    return 1 if result["errors"] else 0
 
 
 def registry_commands(args: argparse.Namespace) -> int:
@@ -256,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "export-mlflow":
+        try:
+            return export_mlflow_command(args)
+        except Exception as exc:  # e.g. tracking server unreachable
+            print(f"pipeline.py export-mlflow: error: {exc}", file=sys.stderr)
+            return 1
     if args.command in ("serve", "models", "rollback"):
         try:
             return registry_commands(args)
