@@ -450,10 +450,11 @@ def export_registry(registry: ModelRegistry, tracking_uri: str, artifact_locatio
         artifact_location = default_artifact_location(tracking_uri)
     if tracking_uri.startswith("sqlite:///") and tracking_uri != "sqlite:///:memory:":
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     name = registry.name
     results: list[VersionResult] = []
     with _quiet_mlflow(), _using(tracking_uri):
+        # a sqlite store is created (and migrated) by the client's constructor: inside the quiet block
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         experiment_id = _experiment_id(client, name, artifact_location, registry.home)
         _registered_model(client, name, registry.home)
         for version in registry.versions():
