@@ -73,7 +73,7 @@ class ValidatedTrips(PipelineTask):
     """Reads the raw month file; writes ``kept.parquet`` (canonical schema), ``rejected.parquet`` (with a
     ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
 
-    code_version = 2  # 2: rows with unreadable values are rejected as invalid_value
+    code_version = 3  # 2: rows with unreadable values are rejected as invalid_value; 3: dispatch rules first
     fingerprint_configs = (validation,)
 
     def requires(self) -> dict[str, luigi.Task]:
