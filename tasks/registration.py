@@ -29,7 +29,7 @@ class RegisteredModel(PipelineTask):
     ``registration.json`` naming the version and the gate's decision.
     """
 
-    code_version = 3  # 2: reference profile for monitoring; 3: prediction profile on a sample
+    code_version = 4  # 2: reference profile for monitoring; 3: prediction profile on a sample; 4: fair gate
     all_cores = True
 
     def requires(self) -> dict[str, Any]:
