@@ -74,7 +74,7 @@ class ValidatedTrips(PipelineTask):
     """Reads the raw month file; writes ``kept.parquet`` (canonical schema), ``rejected.parquet`` (with a
     ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
 
-    code_version = 3  # 2: rows with unreadable values are rejected as invalid_value; 3: source sha256 in summary
+    code_version = 3  # 2: unreadable values rejected; 3: source sha256 in summary, dispatch rules first
     fingerprint_configs = (validation,)
 
     def requires(self) -> dict[str, luigi.Task]:

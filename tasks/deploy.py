@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +18,57 @@ from tasks.base import (
     project_path,
     read_json,
     registry,
+    validation,
     write_json,
 )
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.pipelines import MonthlyTraining
 from tripduration.evaluation import render_monitoring_html
-from tripduration.monitoring import Thresholds, monitor_month
+from tripduration.monitoring import RETRAIN_RULES, RetrainPolicy, Thresholds, monitor_month, retrain_decision
 from tripduration.months import format_month
-from tripduration.nodes import BATCH_INPUT_COLUMNS, batch_predictions
+from tripduration.nodes import BATCH_INPUT_COLUMNS, lineage_months, score_dispatchable
 from tripduration.parquet import read_parquet, write_parquet
 from tripduration.registry import ModelRegistry, check_version
 
 
 class monitoring(luigi.Config):  # noqa: N801
-    """``[monitoring]``: thresholds of the verdict (ok / drift / degraded)."""
+    """``[monitoring]``: thresholds of the verdict (ok / drift / degraded) and the retrain policy.
 
-    psi_drift = luigi.FloatParameter(default=0.2, description="a feature with PSI above this has drifted")
-    prediction_psi_drift = luigi.FloatParameter(default=0.2, description="drift of the predictions' distribution")
+    The defaults are those of :class:`~tripduration.monitoring.Thresholds` and
+    :class:`~tripduration.monitoring.RetrainPolicy`: one place, so the code and the config cannot disagree.
+    """
+
+    psi_drift = luigi.FloatParameter(
+        default=Thresholds.psi_drift, description="a feature with PSI above this has drifted"
+    )
+    prediction_psi_drift = luigi.FloatParameter(
+        default=Thresholds.prediction_psi_drift, description="drift of the predictions' distribution"
+    )
     rmse_degraded_ratio = luigi.FloatParameter(
-        default=1.25, description="degraded when the month's RMSE exceeds this multiple of the model's test RMSE"
+        default=Thresholds.rmse_degraded_ratio,
+        description="degraded when the month's RMSE exceeds this multiple of the model's test RMSE",
+    )
+    missing_share_change = luigi.FloatParameter(
+        default=Thresholds.missing_share_change,
+        description="report a column whose missing share moves by more than this (not part of the verdict)",
+    )
+    retrain_on = luigi.Parameter(
+        default=", ".join(RetrainPolicy.retrain_on),
+        description=f"comma-separated retrain rules, checked in order, among: {', '.join(RETRAIN_RULES)}",
+    )
+    importance_min_share = luigi.FloatParameter(
+        default=RetrainPolicy.importance_min_share,
+        description="drift_important: a feature counts if its share of the permutation importance is at least this",
     )
 
     def thresholds(self) -> Thresholds:
-        return Thresholds(self.psi_drift, self.prediction_psi_drift, self.rmse_degraded_ratio)
+        return Thresholds(
+            self.psi_drift, self.prediction_psi_drift, self.rmse_degraded_ratio, self.missing_share_change
+        )
+
+    def policy(self) -> RetrainPolicy:
+        rules = tuple(r.strip() for r in str(self.retrain_on).split(",") if r.strip())
+        return RetrainPolicy(rules, self.importance_min_share)
 
 
 def model_registry(color: str) -> ModelRegistry:
@@ -62,11 +91,20 @@ class ModelVersionParameter(luigi.Parameter):
             raise ValueError(f"{exc}, or 'production'") from None
 
 
+def production_version(color: str) -> str:
+    """The version in production now (vNNNN); a clear error if there is none."""
+    pointer = model_registry(color).production()
+    if pointer is None:
+        raise ValueError(f"no production model for {color}; run `python pipeline.py` (training) first")
+    return str(pointer["version"])
+
+
 class ModelVersionTask(PipelineTask):
     """A task that uses a registered model: ``model_version`` is a version name or ``production``.
 
     ``production`` is resolved when the task's output path is computed, and the path holds the resolved
     version: when production changes, the task is no longer complete and reruns with the new model.
+    (MonthlyRun never passes ``production`` down: it pins a concrete version when it is created.)
     """
 
     all_cores = True
@@ -77,10 +115,10 @@ class ModelVersionTask(PipelineTask):
     def resolved_version(self) -> str:
         if self.model_version != "production":
             return self.model_version
-        pointer = model_registry(self.color).production()
-        if pointer is None:
-            raise RuntimeError(f"no production model for {self.color}; run `python pipeline.py` (training) first")
-        return str(pointer["version"])
+        try:
+            return production_version(self.color)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
 
     def output_dir(self) -> Path:
         base = super().output_dir()
@@ -91,10 +129,17 @@ class ModelVersionTask(PipelineTask):
 
 
 class BatchPredictions(ModelVersionTask):
-    """Reads a month's kept trips and a registered model (sha256 checked); writes ``predictions.parquet``:
-    trip key columns, ``predicted_duration_min``, ``model_name`` and ``model_version``."""
+    """Scores a month as a dispatch-time batch job would: every trip whose dispatch-time fields are valid
+    (kept trips and trips rejected only for their outcome), with a registered model (sha256 checked).
 
-    code_version = 1
+    Writes ``predictions.parquet`` (trip key columns, ``source`` kept/rejected, ``trip_row`` in that file,
+    ``outcome_rejected``, ``predicted_duration_min`` clipped to the ``[validation]`` duration range,
+    ``clipped``, ``model_name``, ``model_version``) and, beside it, ``scoring.json``: rows scored, rows not
+    scored per reason, predictions clipped. ``predictions.parquet`` is written last (it marks completion).
+    """
+
+    code_version = 2  # 2: dispatchable trips (not only kept ones), clipped, scoring.json
+    fingerprint_configs = (validation,)
 
     def requires(self) -> ValidatedTrips:
         return ValidatedTrips(color=self.color, month=self.month)
@@ -102,24 +147,34 @@ class BatchPredictions(ModelVersionTask):
     def output(self) -> luigi.LocalTarget:
         return self.target("predictions.parquet")
 
+    def scoring_target(self) -> luigi.LocalTarget:
+        return self.target("scoring.json")
+
     def run(self) -> None:
         self.progress("loading the model", 5)
         model, meta = self.load()
-        kept = read_parquet(self.input()["kept.parquet"].path, columns=list(BATCH_INPUT_COLUMNS))
-        self.progress(f"predicting {len(kept)} trips with {meta['name']} {meta['version']}", 30)
-        predictions = batch_predictions(model, kept, meta["name"], meta["version"])
+        columns = list(BATCH_INPUT_COLUMNS)
+        kept = read_parquet(self.input()["kept.parquet"].path, columns=columns)
+        rejected = read_parquet(self.input()["rejected.parquet"].path, columns=[*columns, "reason"])
+        cfg = validation()
+        self.progress(f"predicting {len(kept)} kept trips and the scorable rejected ones with {meta['version']}", 30)
+        predictions, facts = score_dispatchable(
+            model, kept, rejected, meta["name"], meta["version"], (cfg.min_duration_min, cfg.max_duration_min)
+        )
+        facts["month"] = format_month(self.month)
+        write_json(self.scoring_target(), facts)
         with atomic_path(self.output()) as tmp:
             write_parquet(predictions, tmp)
-        self.progress(f"{len(predictions)} predictions", 100)
+        self.progress(f"{facts['scored']} predictions, {facts['not_scored']} trips not scorable", 100)
 
 
 class MonitoringReport(ModelVersionTask):
-    """Once a month's actual durations are known: the model's accuracy on it against its own test metrics,
-    drift (PSI) of each feature and of the predictions against the training data, missing and rejected
-    shares, and a verdict (ok / drift / degraded) from ``[monitoring]``. Writes ``report/`` with
-    ``monitoring.json``, plots and ``report.html``."""
+    """Once a month's actual durations are known: the model's accuracy on it (trips with a valid outcome)
+    against its own test metrics, drift (PSI) of each feature and of the predictions against the training
+    data, missingness and rejected shares, and a verdict (ok / drift / degraded) from ``[monitoring]``.
+    Writes ``report/`` with ``monitoring.json``, plots and ``report.html``."""
 
-    code_version = 1
+    code_version = 2  # 2: PSI on present values, missingness apart, thresholds and model test metrics in it
     fingerprint_configs = (monitoring,)
 
     def requires(self) -> dict[str, luigi.Task]:
@@ -145,8 +200,20 @@ class MonitoringReport(ModelVersionTask):
         rejected_share = summary["rows_rejected"] / max(1, summary["rows_in"])
         table = read_table(self.input()["table"])
         self.progress(f"monitoring {len(table)} trips", 30)
-        report = monitor_month(model, profile, table, rejected_share, monitoring().thresholds())
-        report.update({"month": format_month(self.month), "model": {"name": meta["name"], "version": meta["version"]}})
+        test_metrics = meta.get("metrics", {}).get("test")
+        report = monitor_month(model, profile, table, rejected_share, monitoring().thresholds(), test_metrics)
+        months = lineage_months(meta)
+        report.update(
+            {
+                "month": format_month(self.month),
+                "model": {
+                    "name": meta["name"],
+                    "version": meta["version"],
+                    "test_month": ", ".join(months.get("test", [])) or None,
+                    "months": months,
+                },
+            }
+        )
         with atomic_path(self.output()) as tmp:
             Path(tmp).mkdir()
             (Path(tmp) / "monitoring.json").write_text(json.dumps(report, indent=2, sort_keys=True))
@@ -157,53 +224,158 @@ class MonitoringReport(ModelVersionTask):
 class MonthlyRun(PipelineTask):
     """The monthly MLOps loop for ``month`` M (cron: ``python pipeline.py monthly-run --month last``).
 
-    Fetches and validates M, batch-predicts it with the production model, monitors the model on M. When the
-    verdict is drift or degraded, trains a challenger on the most recent window (``MonthlyTraining(M)``:
-    test M, validate M-1, train before) and lets the registry's quality gate decide on promotion. Every
-    decision is written to ``run.json`` and appended to the registry's ``decisions.jsonl``.
+    Pinned to one model: ``model_version`` ``production`` is resolved to the concrete version (vNNNN) when
+    the task is created, before the graph is built (:meth:`get_param_values`), and only the concrete version
+    is passed down. A promotion during the run (its own challenger) cannot change what this run monitors,
+    and luigi, re-entering :meth:`run` after the challenger is trained, or re-creating the task from its
+    string parameters (dynamic dependencies, ``--workers`` > 1), sees the same version.
+
+    Fetches and validates M, batch-predicts it with that version and monitors it on M, unless M is one of
+    the version's own months (train / validation / test): then the record says "not monitored". The
+    ``[monitoring] retrain_on`` policy decides whether to train a challenger on the most recent window
+    (``MonthlyTraining(M)``: test M, validate M-1, train before); if some of the window's months are not
+    local, retraining is deferred (recorded, exit 0) instead of downloading them. The registry's quality
+    gate decides on promotion. The decision is written to ``run.json`` and appended once to the registry's
+    ``decisions.jsonl``.
+
+    One run per (colour, month): ``run.json``'s path does not depend on the version, so a rerun after this
+    run promoted a challenger (production then resolves to it) finds the month done and adds nothing.
     """
 
-    code_version = 1
+    code_version = 2  # 2: pinned version, own months not monitored, explicit retrain policy, deferral
     color = ColorParameter()
     month = MonthParameter(description="the month to predict, monitor and (if needed) retrain on")
+    model_version = luigi.Parameter(
+        default="production",
+        description="version to monitor (vNNNN); 'production' is resolved once, when the task is created",
+    )
+
+    @classmethod
+    def get_param_values(cls, params: Any, args: Any, kwargs: Any) -> list[tuple[str, Any]]:
+        """luigi's parameter values, with ``model_version='production'`` replaced by the concrete version.
+
+        luigi calls this when a task is created (``Register.__call__`` for its instance cache key, then
+        ``Task.__init__``), from Python or from the command line; ``to_str_params`` then carries vNNNN, so
+        any later re-creation of the task (from string parameters) keeps the pinned version.
+        """
+        values = super().get_param_values(params, args, kwargs)
+        named = dict(values)
+        if named.get("model_version") != "production":
+            return values
+        named["model_version"] = production_version(named["color"])
+        return [(name, named[name]) for name, _ in values]
+
+    def output_dir(self) -> Path:
+        """``<work_dir>/MonthlyRun/<color>_<YYYY-MM>-c<code_version>``: one record per month, whatever the
+        version it pinned (recorded inside) and whatever changed upstream since (the month's run happened)."""
+        name = f"{self.color}_{format_month(self.month)}-c{self.code_version}"
+        return project_path(paths().work_dir) / self.task_family / name
+
+    def decision_key(self) -> str:
+        return f"MonthlyRun-{self.color}-{format_month(self.month)}"
+
+    def pinned_metadata(self) -> dict[str, Any]:
+        cached = self.__dict__.get("_pinned_metadata")
+        if cached is None:
+            cached = model_registry(self.color).metadata(self.model_version)
+            self.__dict__["_pinned_metadata"] = cached
+        return cached
+
+    def own_month(self) -> bool:
+        """M is one of the pinned model's train / validation / test months: monitoring it would be no test."""
+        months = lineage_months(self.pinned_metadata())
+        return format_month(self.month) in {m for ms in months.values() for m in ms}
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {
-            "predictions": BatchPredictions(color=self.color, month=self.month),
-            "monitoring": MonitoringReport(color=self.color, month=self.month),
+        deps: dict[str, luigi.Task] = {
+            "predictions": BatchPredictions(color=self.color, month=self.month, model_version=self.model_version)
         }
+        if not self.own_month():
+            deps["monitoring"] = MonitoringReport(color=self.color, month=self.month, model_version=self.model_version)
+        return deps
 
     def output(self) -> luigi.LocalTarget:
         return self.target("run.json")
 
-    def run(self):
-        monitoring_dir = Path(self.input()["monitoring"].path)
-        report = json.loads((monitoring_dir / "monitoring.json").read_text())
-        decision: dict[str, Any] = {
+    def _base_record(self) -> dict[str, Any]:
+        predictions = self.input()["predictions"]
+        scoring_file = Path(predictions.path).with_name("scoring.json")
+        scoring = json.loads(scoring_file.read_text()) if scoring_file.exists() else {}
+        return {
             "month": format_month(self.month),
-            "monitored_version": report["model"]["version"],
-            "verdict": report["verdict"],
-            "reasons": report["reasons"],
-            "predictions": self.input()["predictions"].path,
-            "monitoring_report": str(monitoring_dir / "report.html"),
+            "color": self.color,
+            "monitored_version": self.model_version,
+            "model_months": lineage_months(self.pinned_metadata()),
+            "predictions": predictions.path,
+            "scoring": {k: scoring.get(k) for k in ("scored", "not_scored", "not_scored_by_reason", "clipped")},
             "retrained": False,
         }
-        if report["verdict"] in ("drift", "degraded"):
-            self.progress(f"verdict {report['verdict']}: training a challenger", 40)
-            training = MonthlyTraining(color=self.color, month=self.month)
-            yield training
-            registered = read_json(training.requires().requires().output())
-            decision.update(
+
+    def _monitored_record(self) -> dict[str, Any]:
+        monitoring_dir = Path(self.input()["monitoring"].path)
+        report = json.loads((monitoring_dir / "monitoring.json").read_text())
+        policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), monitoring().policy())
+        return {
+            "verdict": report["verdict"],
+            "reasons": report["reasons"],
+            "missingness": report["missingness"]["notes"],
+            "rmse_ratio_to_test": report["accuracy"]["rmse_ratio_to_test"],
+            "monitoring_report": str(monitoring_dir / "report.html"),
+            "retrain_policy": monitoring().policy().retrain_on,
+            "retrain_rule": policy["rule"],
+            "policy_reason": policy["reason"],
+        }
+
+    def run(self) -> Iterator[MonthlyTraining]:
+        record = self._base_record()
+        if self.own_month():
+            reason = f"not monitored: month used in training/test of {self.model_version}"
+            record.update({"verdict": "not monitored", "decision": reason, "why_not_retrained": reason})
+        else:
+            record.update(self._monitored_record())
+            if record["retrain_rule"] is None:
+                decision = f"{record['verdict']}; not retrained"
+                record.update({"decision": decision, "why_not_retrained": record["policy_reason"]})
+            else:
+                yield from self._retrain(record)
+        self._finish(record)
+
+    def _retrain(self, record: dict[str, Any]) -> Iterator[MonthlyTraining]:
+        """Train the challenger (a dynamic dependency) and record the gate's decision, or defer retraining
+        when the window's months are not local: never minutes of downloads inside the monthly run."""
+        training = MonthlyTraining(color=self.color, month=self.month)
+        missing = training.months_not_local()
+        if missing:
+            decision = f"{record['verdict']}; retrain deferred: {', '.join(missing)} missing"
+            record.update(
                 {
-                    "retrained": True,
-                    "why_retrained": f"verdict {report['verdict']}: " + "; ".join(report["reasons"]),
-                    "challenger_version": registered["version"],
-                    "promoted": registered["gate"]["promote"],
-                    "gate_reason": registered["gate"]["reason"],
+                    "decision": decision,
+                    "retrain_deferred": True,
+                    "missing_months": missing,
+                    "why_not_retrained": decision,
                 }
             )
-        else:
-            decision["why_not_retrained"] = "verdict ok: no threshold crossed"
-        model_registry(self.color).record_decision(decision, key=self.task_id)
-        write_json(self.output(), decision)
-        self.progress(f"verdict {decision['verdict']}; retrained: {decision['retrained']}", 100)
+            return
+        self.progress(f"{record['policy_reason']}: training a challenger", 40)
+        yield training
+        registered = read_json(training.registration().output())
+        gate = registered["gate"]
+        outcome = "promoted" if gate["promote"] else "not promoted"
+        record.update(
+            {
+                "retrained": True,
+                "why_retrained": record["policy_reason"],
+                "challenger_version": registered["version"],
+                "challenger_months": gate.get("candidate_months"),
+                "promoted": gate["promote"],
+                "gate_rule": gate.get("rule"),
+                "gate_reason": gate["reason"],
+                "production_after": production_version(self.color),
+                "decision": f"{record['verdict']}; retrained {registered['version']}: {outcome}",
+            }
+        )
+
+    def _finish(self, record: dict[str, Any]) -> None:
+        model_registry(self.color).record_decision(record, key=self.decision_key())
+        write_json(self.output(), record)
+        self.progress(record["decision"], 100)

@@ -21,7 +21,7 @@ class EvaluationReport(TrainingWindow):
     and row counts, for the model and the baseline), the PNG plots and a self-contained ``report.html``.
     """
 
-    code_version = 1
+    code_version = 2  # 2: the candidate ranking and the training months in the report
     fingerprint_configs = (evaluation,)
     all_cores = True
     test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
@@ -48,6 +48,7 @@ class EvaluationReport(TrainingWindow):
             "validation_month": format_month(self.val_month),
             "test_month": format_month(self.test_month),
             "final_training_rows": fit["rows"],
+            "ranking": selection["ranking"],
             "metrics": {
                 "validation": selection["best_validation"],
                 "baseline_validation": selection["baseline_validation"],

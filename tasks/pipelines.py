@@ -8,8 +8,9 @@ import luigi
 from luigi.util import requires
 
 from tasks.base import ColorParameter, MonthParameter
+from tasks.data import TripData
 from tasks.registration import RegisteredModel
-from tripduration.months import add_months, check_split
+from tripduration.months import add_months, check_split, format_month
 
 
 @requires(RegisteredModel)
@@ -41,10 +42,26 @@ class MonthlyTraining(luigi.WrapperTask):
     month = MonthParameter(description="test month M; validation is M-1, training the months before")
     color = ColorParameter()
 
-    def requires(self) -> TrainingPipeline:
+    def window(self) -> dict[str, Any]:
+        """The split of this month's job: ``train_months`` (tuple), ``val_month`` and ``test_month`` (M)."""
         window = monthly().train_window
         if window < 1:
             raise ValueError(f"[monthly] train_window is {window}; it must be at least 1")
         val = add_months(self.month, -1)
         train = tuple(add_months(val, -k) for k in range(window, 0, -1))
-        return TrainingPipeline(color=self.color, train_months=train, val_month=val, test_month=self.month)
+        return {"train_months": train, "val_month": val, "test_month": self.month}
+
+    def requires(self) -> TrainingPipeline:
+        return TrainingPipeline(color=self.color, **self.window())
+
+    def registration(self) -> RegisteredModel:
+        """The task that registers this month's model: its ``registration.json`` names the version and the
+        gate's decision (what MonthlyRun records after training a challenger)."""
+        return RegisteredModel(color=self.color, **self.window())
+
+    def months_not_local(self) -> list[str]:
+        """Months of the window whose raw file is neither in ``[paths] raw_dir`` nor downloaded into the work
+        directory (so training would have to download them first); YYYY-MM, oldest first."""
+        window = self.window()
+        months = sorted({*window["train_months"], window["val_month"], window["test_month"]})
+        return [format_month(m) for m in months if not TripData(color=self.color, month=m).complete()]

@@ -29,7 +29,7 @@ class RegisteredModel(PipelineTask):
     ``registration.json`` naming the version and the gate's decision.
     """
 
-    code_version = 4  # 2: reference profile; 3: prediction profile on a sample; 4: lineage from validation
+    code_version = 4  # 2: reference profile; 3: prediction profile on a sample; 4: lineage from validation, fair gate
     all_cores = True
 
     def requires(self) -> dict[str, Any]:

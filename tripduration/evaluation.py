@@ -134,9 +134,20 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _fmt(value: Any) -> str:
+    """A cell: floats to 4 decimals, lists joined, and ``n/a`` for an unknown value (never ``None``)."""
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, list | tuple):
+        return html.escape(", ".join(str(v) for v in value))
     return html.escape(str(value))
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def render_html(
@@ -145,8 +156,12 @@ def render_html(
     metrics: Mapping[str, Mapping[str, Any]],
     plot_dir: Path,
     plots: tuple[str, ...] = PLOTS,
+    tables: Mapping[str, tuple[list[str], list[list[Any]]]] | None = None,
 ) -> str:
-    """A single HTML page with metrics tables and the plots embedded as base64 PNG."""
+    """A single HTML page with metrics tables and the plots embedded as base64 PNG.
+
+    ``tables`` adds sections (heading -> (columns, rows)) after the metrics, e.g. the candidate ranking.
+    """
     rows = "".join(
         f"<tr><th>{html.escape(name)}</th>"
         + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("rmse", "mae", "r2", "rows"))
@@ -154,6 +169,7 @@ def render_html(
         for name, m in metrics.items()
     )
     facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
+    extra = "".join(f"<h2>{html.escape(h)}</h2>{_table(*t)}" for h, t in (tables or {}).items())
     images = ""
     for name in plots:
         path = plot_dir / name
@@ -170,29 +186,57 @@ figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Summary</h2><table>{facts}</table>
 <h2>Metrics (minutes)</h2><table><tr><th></th><th>RMSE</th><th>MAE</th><th>R2</th><th>rows</th></tr>{rows}</table>
-<h2>Plots</h2>{images}
+{extra}<h2>Plots</h2>{images}
 </body></html>
 """
 
 
+def drift_plot_lines(report: Mapping[str, Any]) -> list[tuple[float, str]]:
+    """The vertical lines of the drift plot: the thresholds the verdict used (from the report itself)."""
+    limits = report.get("thresholds", {})
+    features, prediction = limits.get("psi_drift"), limits.get("prediction_psi_drift")
+    lines = [(float(features), f"{features} drift threshold (verdict)")] if features is not None else []
+    if prediction is not None and prediction != features:
+        lines.append((float(prediction), f"{prediction} prediction drift threshold (verdict)"))
+    return lines
+
+
+def _missingness_text(report: Mapping[str, Any]) -> str:
+    notes = report.get("missingness", {}).get("notes", [])
+    return "; ".join(notes) if notes else "no column's missing share moved past the threshold"
+
+
 def render_monitoring_html(report: Mapping[str, Any], out_dir: Path) -> None:
-    """Write ``psi.png`` and a self-contained ``report.html`` for a monitoring report."""
+    """Write ``psi.png`` and a self-contained ``report.html`` for a monitoring report.
+
+    The plot draws the thresholds the verdict used; the model's own test-month metrics come from the report
+    (its registered metadata), and an unknown value is shown as ``n/a``.
+    """
     psi_values = report["drift"]["feature_psi"]
     fig, ax = _subplots(figsize=(6, 4))
     names = list(psi_values)
     ax.barh([*names, "prediction"], [*[psi_values[n] for n in names], report["drift"]["prediction_psi"]])
-    ax.axvline(0.1, color="orange", lw=1, ls="--", label="0.1 moderate")
-    ax.axvline(0.25, color="red", lw=1, ls="--", label="0.25 large")
-    ax.set(xlabel="PSI against the training data", title=f"Drift, {report.get('month', '')}")
-    ax.legend(loc="lower right")
+    for (value, label), color in zip(drift_plot_lines(report), ("red", "purple"), strict=False):
+        ax.axvline(value, color=color, lw=1, ls="--", label=label)
+    ax.set(xlabel="PSI against the training data (present values)", title=f"Drift, {report.get('month', '')}")
+    if drift_plot_lines(report):
+        ax.legend(loc="lower right")
     _save(fig, out_dir / "psi.png")
     accuracy = report["accuracy"]
+    model = report.get("model", {})
     summary = {
         "month": report.get("month"),
-        "model": f"{report.get('model', {}).get('name')} {report.get('model', {}).get('version')}",
+        "model": f"{model.get('name', 'n/a')} {model.get('version', 'n/a')}",
         "verdict": report["verdict"],
         "reasons": "; ".join(report["reasons"]),
         "RMSE / model's test RMSE": accuracy["rmse_ratio_to_test"],
+        "thresholds (PSI / prediction PSI / RMSE ratio)": (
+            " / ".join(
+                _fmt(report.get("thresholds", {}).get(k))
+                for k in ("psi_drift", "prediction_psi_drift", "rmse_degraded_ratio")
+            )
+        ),
+        "missingness (not part of the verdict)": _missingness_text(report),
         "rejected share (reference / current)": (
             f"{report['rejected_share']['reference']:.4f} / {report['rejected_share']['current']:.4f}"
         ),
@@ -201,8 +245,51 @@ def render_monitoring_html(report: Mapping[str, Any], out_dir: Path) -> None:
             f"{report['drift']['prediction_mean']['current']:.2f}"
         ),
     }
-    metrics = {"this month": accuracy, "model's test month": {"rmse": accuracy["model_test_rmse"]}}
+    own = accuracy.get("model_test") or {"rmse": accuracy["model_test_rmse"]}
+    metrics = {"this month": accuracy, f"model's test month ({model.get('test_month', 'n/a')})": own}
     html_text = render_html(
         f"Monitoring {report.get('month', '')}: {report['verdict']}", summary, metrics, out_dir, plots=("psi.png",)
     )
     (out_dir / "report.html").write_text(html_text)
+
+
+def render_evaluation_html(
+    result: Mapping[str, Any], out_dir: Path, registration: Mapping[str, Any] | None = None
+) -> str:
+    """The evaluation report page from its ``metrics.json`` content (and the plots in ``out_dir``).
+
+    The evaluation runs before registration, so its own page says the version and the gate decision are not
+    known yet. Registration renders the page again, with ``registration`` (version and gate decision), into
+    the copy it stores in the version folder: the registered report shows both.
+    """
+    metrics = result.get("metrics", {})
+    gate = (registration or {}).get("gate")
+    summary = {
+        "version": (registration or {}).get("version", "not registered yet (see the registered copy)"),
+        "algorithm": result.get("algorithm"),
+        "color": result.get("color"),
+        "training months": result.get("train_months"),
+        "validation month": result.get("validation_month"),
+        "test month": result.get("test_month"),
+        "final training rows": result.get("final_training_rows"),
+        "gain over baseline (test RMSE ratio)": metrics.get("test", {}).get("rmse_ratio_to_baseline"),
+        "gate decision": (
+            f"{'promoted' if gate['promote'] else 'not promoted'}: {gate['reason']}"
+            if gate
+            else "decided at registration"
+        ),
+    }
+    table = {
+        "validation (best, trained on train months)": metrics.get("validation") or {},
+        "validation (baseline)": metrics.get("baseline_validation") or {},
+        "test (final model)": metrics.get("test") or {},
+        "test (baseline, same training data)": metrics.get("baseline_test") or {},
+    }
+    ranking = result.get("ranking") or []
+    tables = {
+        "Candidate ranking (validation RMSE)": (
+            ["rank", "candidate", "validation RMSE", "fit seconds"],
+            [[i + 1, r.get("candidate"), r.get("rmse"), r.get("fit_seconds")] for i, r in enumerate(ranking)],
+        )
+    }
+    return render_html(f"Trip duration model: {result.get('algorithm', '')}", summary, table, out_dir, tables=tables)

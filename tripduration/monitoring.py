@@ -5,13 +5,19 @@ model input, of the predictions and of the target; missing and rejected shares) 
 in the model's version folder. Each new month is compared with it by :func:`monitor_month`.
 
 PSI (population stability index) = sum over bins of (cur - ref) * ln(cur / ref), with proportions floored at
-1e-4. Usual reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
+1e-4. Usual reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift. PSI is computed on the
+values that are present: a change in how often a column is missing is its own signal (``missingness``),
+reported per column, not drift (from 2022 the TLC files fill passenger_count / RatecodeID / trip_type far
+more often, which made every month "drift" while accuracy did not move).
+
+Whether a month's signals lead to retraining is a separate, explicit policy (:class:`RetrainPolicy`,
+``[monitoring] retrain_on``): :func:`retrain_decision` names the rule that fired.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -28,11 +34,51 @@ _TOP = 60
 
 @dataclass(frozen=True)
 class Thresholds:
-    """From ``[monitoring]`` in luigi.cfg."""
+    """Thresholds of the verdict. These are the only defaults: ``[monitoring]`` (``tasks.deploy.monitoring``)
+    takes its defaults from this class, and luigi.cfg may only override them."""
 
-    psi_drift: float = 0.25
-    prediction_psi_drift: float = 0.25
+    psi_drift: float = 0.2
+    prediction_psi_drift: float = 0.2
     rmse_degraded_ratio: float = 1.25
+    #: a column whose missing share moves by more than this (absolute, 0.1 = 10 points) is reported
+    missing_share_change: float = 0.1
+
+
+#: the rules ``[monitoring] retrain_on`` may list, in the order they are checked
+RETRAIN_RULES: dict[str, str] = {
+    "degraded": "the month's RMSE exceeds rmse_degraded_ratio x the model's test RMSE",
+    "drift_important": "a feature the model depends on (importance share >= importance_min_share) drifted",
+    "drift_any": "any feature drifted",
+    "prediction_drift": "the predictions' distribution drifted",
+    "missingness": "a column's missing share changed by more than missing_share_change",
+}
+#: monitored (derived) feature -> the model input column whose permutation importance it shares
+FEATURE_INPUT: dict[str, str] = {"pickup_hour": "pickup_datetime", "pickup_weekday": "pickup_datetime"}
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When a monitored month leads to training a challenger (``[monitoring] retrain_on``).
+
+    Default: retrain on degraded accuracy, or on drift of a feature the model depends on, i.e. whose
+    permutation importance (registered metadata) is at least ``importance_min_share`` of the total. Drift
+    of a feature the model hardly uses, or a change in missingness, is reported but retrains nothing.
+    """
+
+    retrain_on: tuple[str, ...] = ("degraded", "drift_important")
+    importance_min_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.retrain_on if r not in RETRAIN_RULES]
+        if unknown:
+            raise ValueError(
+                f"[monitoring] retrain_on: unknown rule(s) {', '.join(map(repr, unknown))}; "
+                f"use a comma-separated subset of {', '.join(RETRAIN_RULES)}"
+            )
+        if not 0 <= self.importance_min_share <= 1:
+            raise ValueError(
+                f"[monitoring] importance_min_share is {self.importance_min_share!r}; it is a share between 0 and 1"
+            )
 
 
 def _monitored_columns(X: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +121,16 @@ def _categorical_shares(values: pd.Series, categories: list[str]) -> list[float]
     return [*known, max(0.0, 1.0 - sum(known) - missing), missing]
 
 
+def present_shares(shares: list[float]) -> list[float]:
+    """Shares of the bins of present values (the last bin, missing, dropped), renormalised to sum to 1.
+
+    All-missing gives all zeros: there is no distribution to compare, missingness reports it.
+    """
+    present = np.asarray(shares[:-1], dtype="float64")
+    total = present.sum()
+    return (present / total).tolist() if total > 0 else np.zeros_like(present).tolist()
+
+
 def psi(reference: list[float], current: list[float]) -> float:
     ref = np.maximum(np.asarray(reference, dtype="float64"), _FLOOR)
     cur = np.maximum(np.asarray(current, dtype="float64"), _FLOOR)
@@ -112,7 +168,8 @@ def build_profile(
 
 
 def drift(profile: Mapping[str, Any], table: pd.DataFrame, predictions: np.ndarray) -> dict[str, Any]:
-    """PSI per feature and for the predictions, of ``table`` against the reference ``profile``."""
+    """PSI per feature (on present values; see :func:`missingness`) and for the predictions, of ``table``
+    against the reference ``profile``."""
     X, _ = split_xy(table)
     cols = _monitored_columns(X)
     per_feature = {}
@@ -121,7 +178,8 @@ def drift(profile: Mapping[str, Any], table: pd.DataFrame, predictions: np.ndarr
             current = _numeric_shares(cols[col], ref["edges"])
         else:
             current = _categorical_shares(cols[col], ref["categories"])
-        per_feature[col] = psi(ref["shares"], current)
+        ref_present, cur_present = present_shares(ref["shares"]), present_shares(current)
+        per_feature[col] = psi(ref_present, cur_present) if sum(ref_present) and sum(cur_present) else 0.0
     pred = profile["prediction"]
     return {
         "feature_psi": per_feature,
@@ -130,8 +188,25 @@ def drift(profile: Mapping[str, Any], table: pd.DataFrame, predictions: np.ndarr
     }
 
 
+def missingness(profile: Mapping[str, Any], X: pd.DataFrame, thresholds: Thresholds) -> dict[str, Any]:
+    """Missing share per model input, reference vs this month, and the columns that moved past the threshold."""
+    shares = {}
+    for c in MODEL_INPUT_COLUMNS:
+        ref, cur = float(profile["missing_share"].get(c, 0.0)), float(X[c].isna().mean())
+        shares[c] = {"reference": ref, "current": cur, "change": cur - ref}
+    changed = {c: v for c, v in shares.items() if abs(v["change"]) > thresholds.missing_share_change}
+    notes = [
+        f"{c} missing {v['reference']:.1%} -> {v['current']:.1%} (change > {thresholds.missing_share_change:.0%})"
+        for c, v in changed.items()
+    ]
+    return {"shares": shares, "changed": sorted(changed), "notes": notes}
+
+
 def verdict(report: Mapping[str, Any], thresholds: Thresholds) -> tuple[str, list[str]]:
-    """``degraded`` (accuracy fell past the threshold) > ``drift`` (inputs or predictions shifted) > ``ok``."""
+    """``degraded`` (accuracy fell past the threshold) > ``drift`` (inputs or predictions shifted) > ``ok``.
+
+    Missingness is not part of the verdict: it is reported beside it (``report["missingness"]``).
+    """
     reasons: list[str] = []
     ratio = report["accuracy"]["rmse_ratio_to_test"]
     if ratio > thresholds.rmse_degraded_ratio:
@@ -147,36 +222,119 @@ def verdict(report: Mapping[str, Any], thresholds: Thresholds) -> tuple[str, lis
     return ("drift" if reasons else "ok"), reasons or ["no threshold crossed"]
 
 
+def importance_shares(importance: Mapping[str, float]) -> dict[str, float]:
+    """Each input's share of the total positive permutation importance (negative importances count as 0)."""
+    positive = {k: max(0.0, float(v)) for k, v in importance.items()}
+    total = sum(positive.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in positive.items()}
+
+
+def _drifted(report: Mapping[str, Any]) -> dict[str, float]:
+    limit = report["thresholds"]["psi_drift"]
+    return {c: v for c, v in report["drift"]["feature_psi"].items() if v > limit}
+
+
+def _important_drift(
+    report: Mapping[str, Any], importance: Mapping[str, float] | None, policy: RetrainPolicy
+) -> tuple[list[str], list[str]]:
+    """(notes on drifted features that count, notes on those that do not) under ``drift_important``."""
+    if not importance:
+        return [f"{c} PSI {v:.3f} (feature importance unknown: counts)" for c, v in _drifted(report).items()], []
+    shares = importance_shares(importance)
+    counts, ignored = [], []
+    for col, value in _drifted(report).items():
+        share = shares.get(FEATURE_INPUT.get(col, col), 0.0)
+        note = f"{col} PSI {value:.3f} > {report['thresholds']['psi_drift']}, importance share {share:.2f}"
+        (counts if share >= policy.importance_min_share else ignored).append(note)
+    return counts, ignored
+
+
+def _rule_evidence(
+    rule: str, report: Mapping[str, Any], importance: Mapping[str, float] | None, policy: RetrainPolicy
+) -> list[str]:
+    """Why ``rule`` fires on this report (empty: it does not)."""
+    if rule == "degraded":
+        return [r for r in report["reasons"] if r.startswith("RMSE is")] if report["verdict"] == "degraded" else []
+    if rule == "drift_important":
+        return _important_drift(report, importance, policy)[0]
+    if rule == "drift_any":
+        return [f"{c} PSI {v:.3f} > {report['thresholds']['psi_drift']}" for c, v in _drifted(report).items()]
+    if rule == "prediction_drift":
+        value, limit = report["drift"]["prediction_psi"], report["thresholds"]["prediction_psi_drift"]
+        return [f"prediction PSI {value:.3f} > {limit}"] if value > limit else []
+    return list(report["missingness"]["notes"])
+
+
+def retrain_decision(
+    report: Mapping[str, Any], importance: Mapping[str, float] | None, policy: RetrainPolicy
+) -> dict[str, Any]:
+    """Apply ``policy`` to a monitoring report: whether to retrain, the first rule that fired and why.
+
+    ``importance`` is the model's registered permutation importance per input column (None if unknown:
+    then every drifted feature counts for ``drift_important``).
+    """
+    for rule in policy.retrain_on:
+        evidence = _rule_evidence(rule, report, importance, policy)
+        if evidence:
+            return {"retrain": True, "rule": rule, "reason": f"rule {rule} fired: " + "; ".join(evidence)}
+    reason = f"no retrain rule fired (retrain_on = {', '.join(policy.retrain_on)})"
+    not_counted = _important_drift(report, importance, policy)[1] if "drift_important" in policy.retrain_on else []
+    if not_counted:
+        reason += f"; drift of features below importance share {policy.importance_min_share}: " + "; ".join(not_counted)
+    if report["missingness"]["notes"] and "missingness" not in policy.retrain_on:
+        reason += "; missingness changed (reported, not a retrain rule): " + "; ".join(report["missingness"]["notes"])
+    return {"retrain": False, "rule": None, "reason": reason}
+
+
 def monitor_month(
     model: Any,
     profile: Mapping[str, Any],
     table: pd.DataFrame,
     rejected_share: float,
     thresholds: Thresholds,
+    model_test_metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, drift, missing and rejected shares of one month, and the verdict."""
+    """Accuracy, drift, missingness and rejected shares of one month, and the verdict.
+
+    ``model_test_metrics`` are the model's metrics on its own test month (its registered metadata); by
+    default those kept in the profile. The report carries the ``thresholds`` its verdict used.
+    """
     if len(table) == 0:
         raise ValueError("the month has no kept trips to monitor; check its validation summary")
     X, y = split_xy(table)
     predictions = model.predict(X)
     metrics = regression_metrics(y, predictions)
-    test_rmse = float(profile["test_metrics"]["rmse"])
+    model_test = dict(model_test_metrics or profile["test_metrics"])
+    test_rmse = float(model_test["rmse"])
+    missing = missingness(profile, X, thresholds)
     report: dict[str, Any] = {
         "accuracy": {
             **metrics,
             "model_test_rmse": test_rmse,
+            "model_test": {k: model_test.get(k) for k in ("rmse", "mae", "r2", "rows")},
             "rmse_ratio_to_test": metrics["rmse"] / test_rmse,
             "target_mean": {"reference": profile["target"]["mean"], "current": float(y.mean())},
         },
         "drift": drift(profile, table, predictions),
-        "missing_share": {
-            c: {"reference": profile["missing_share"].get(c, 0.0), "current": float(X[c].isna().mean())}
-            for c in MODEL_INPUT_COLUMNS
-        },
+        "missing_share": missing["shares"],
+        "missingness": {"changed": missing["changed"], "notes": missing["notes"]},
         "rejected_share": {"reference": profile["rejected_share"], "current": float(rejected_share)},
+        "thresholds": asdict(thresholds),
     }
     report["verdict"], report["reasons"] = verdict(report, thresholds)
     return report
 
 
-__all__ = ["TARGET", "Thresholds", "build_profile", "drift", "monitor_month", "psi", "verdict"]
+__all__ = [
+    "RETRAIN_RULES",
+    "TARGET",
+    "RetrainPolicy",
+    "Thresholds",
+    "build_profile",
+    "drift",
+    "missingness",
+    "monitor_month",
+    "psi",
+    "retrain_decision",
+    "verdict",
+]

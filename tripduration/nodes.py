@@ -8,7 +8,9 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -21,11 +23,11 @@ from sklearn.pipeline import Pipeline
 from tripduration.candidates import BASELINE, SEED, CandidateSpec, build_pipeline
 from tripduration.content import FileStamp, sha256_stream, stamp
 from tripduration.errors import TripDataError
-from tripduration.evaluation import feature_importance, regression_metrics, render_html, write_plots
+from tripduration.evaluation import feature_importance, regression_metrics, render_evaluation_html, write_plots
 from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 from tripduration.monitoring import build_profile
-from tripduration.registry import ModelRegistry, quality_gate, version_number
-from tripduration.rules import Rules, split_trips
+from tripduration.registry import GateDecision, ModelRegistry, quality_gate, version_number
+from tripduration.rules import OUTCOME_REASONS, Rules, scorable_rejections, split_trips
 from tripduration.schema import check_regular_file, read_trips
 
 Progress = Callable[[str, int], None]
@@ -202,16 +204,7 @@ def evaluate_models(
     progress("plots", 70)
     write_plots(out_dir, X, y, pred, base_pred, importance)
     result = {**context, "metrics": {**context.get("metrics", {}), **metrics}, "feature_importance": importance}
-    table = {
-        "validation (best, trained on train months)": result["metrics"].get("validation", {}),
-        "validation (baseline)": result["metrics"].get("baseline_validation") or {},
-        "test (final model)": metrics["test"],
-        "test (baseline, same training data)": metrics["baseline_test"],
-    }
-    summary = {k: v for k, v in context.items() if not isinstance(v, dict | list)}
-    summary["gain over baseline (test RMSE ratio)"] = metrics["test"]["rmse_ratio_to_baseline"]
-    html = render_html(f"Trip duration model: {context.get('algorithm', '')}", summary, table, out_dir)
-    (out_dir / "report.html").write_text(html)
+    (out_dir / "report.html").write_text(render_evaluation_html(result, out_dir))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     progress("done", 100)
     return result
@@ -242,6 +235,96 @@ def production_rmse_on(registry_model: Pipeline | None, test: pd.DataFrame) -> f
     return regression_metrics(y, registry_model.predict(X[list(MODEL_INPUT_COLUMNS)]))["rmse"]
 
 
+def lineage_months(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Months of a registered model's data lineage by role (``train``, ``validation``, ``test``); {} if unknown."""
+    months: dict[str, list[str]] = {}
+    for entry in metadata.get("data", []) or []:
+        months.setdefault(str(entry["role"]), []).append(str(entry["month"]))
+    return {role: sorted(ms) for role, ms in months.items()}
+
+
+def fitted_months(metadata: Mapping[str, Any]) -> list[str]:
+    """The months a model's parameters were fitted or selected on (train + validation)."""
+    months = lineage_months(metadata)
+    return sorted({*months.get("train", []), *months.get("validation", [])})
+
+
+def _recorded_ratio_gate(metrics: Mapping[str, Any], production: Mapping[str, Any], test_month: str) -> GateDecision:
+    """Rule when the production model cannot be scored on the candidate's test month (it was fitted on it):
+    promote only if the candidate beats its baseline AND its test RMSE ratio to that baseline is below the
+    production model's own recorded ratio (each measured on a month the model never saw)."""
+    version = production.get("version")
+    cand, base = metrics["test"]["rmse"], metrics["baseline_test"]["rmse"]
+    ratio = cand / base
+    prod_ratio = production.get("metrics", {}).get("test", {}).get("rmse_ratio_to_baseline")
+    months = lineage_months(production)
+    head = (
+        f"cannot compare with production {version} on {test_month}: {version} was fitted on it "
+        f"(train {', '.join(months.get('train', []))}; validation {', '.join(months.get('validation', []))}); "
+        "rule: promote only if the candidate beats its baseline and its test RMSE ratio to its baseline "
+        f"beats {version}'s recorded ratio"
+    )
+    if not cand < base:
+        return GateDecision(False, f"{head}: RMSE {cand:.4f} does not beat the baseline's {base:.4f}")
+    if prod_ratio is None:
+        return GateDecision(False, f"{head}: {version} has no recorded ratio, so the candidate is not promoted")
+    verdict = "promoted" if ratio < prod_ratio else "not promoted"
+    return GateDecision(ratio < prod_ratio, f"{head}: {ratio:.4f} vs {float(prod_ratio):.4f}: {verdict}")
+
+
+def gate_decision(
+    registry: ModelRegistry, metadata: Mapping[str, Any], test: pd.DataFrame
+) -> tuple[GateDecision, dict[str, Any]]:
+    """The quality gate, on a month neither model was fitted on (issue 15.1).
+
+    The production model is scored on the candidate's test month only if that month is outside every month
+    it was trained or validated on (its registered lineage; a model without lineage is taken as not fitted
+    on it). Otherwise the gate says it cannot compare there and decides by :func:`_recorded_ratio_gate`.
+    (Comparing both on a third month neither used would need that month's table at registration; not done.)
+    Returns the decision and the facts recorded with it, both models' months included.
+    """
+    metrics = metadata["metrics"]
+    test_month = next(iter(lineage_months(metadata).get("test", [])), None)
+    facts: dict[str, Any] = {
+        "candidate_months": lineage_months(metadata),
+        "compared_with_production": None,
+        "production_months": None,
+        "production_rmse_on_test_month": None,
+        "compared_on_month": None,
+    }
+    production = registry.production()
+    if production is None:
+        decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], None)
+        return decision, {**facts, "rule": "no_production"}
+    version = str(production["version"])
+    prod_meta = registry.metadata(version)
+    facts.update({"compared_with_production": version, "production_months": lineage_months(prod_meta)})
+    if test_month is not None and test_month in fitted_months(prod_meta):
+        return _recorded_ratio_gate(metrics, prod_meta, test_month), {**facts, "rule": "recorded_ratio"}
+    prod_model, _ = registry.load_model(version)
+    production_rmse = production_rmse_on(prod_model, test)
+    decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], production_rmse)
+    facts.update({"production_rmse_on_test_month": production_rmse, "compared_on_month": test_month})
+    return decision, {**facts, "rule": "same_month"}
+
+
+def _next_version(registry: ModelRegistry) -> str:
+    """The name :meth:`ModelRegistry.register` gives the next version (exact while the registry lock is held)."""
+    versions = registry.versions()
+    return f"v{version_number(versions[-1]) + 1 if versions else 1:04d}"
+
+
+def _registered_report(report_dir: Path, staging: Path, registration: Mapping[str, Any]) -> Path:
+    """A copy of the evaluation report whose page also shows the version and the gate decision."""
+    copy = staging / "report"
+    shutil.copytree(report_dir, copy)
+    metrics_file = copy / "metrics.json"
+    if metrics_file.exists():
+        result = json.loads(metrics_file.read_text())
+        (copy / "report.html").write_text(render_evaluation_html(result, copy, registration))
+    return copy
+
+
 def register_with_gate(
     registry: ModelRegistry,
     model_file: Path,
@@ -253,10 +336,12 @@ def register_with_gate(
 ) -> dict[str, Any]:
     """Register a model version and promote it if it passes the quality gate.
 
-    The gate compares the new model's test RMSE with the baseline's (same run, same test month) and with
-    the current production model's RMSE measured now on the same test month. The whole decision runs under
-    the registry lock, so two racing registrations cannot both believe they beat the same production model.
-    A rerun with the same ``key`` (after a crash) reuses the version and completes a promotion it had decided.
+    The gate (:func:`gate_decision`) compares the new model's test RMSE with the baseline's (same run, same
+    test month) and with the current production model's RMSE measured now on the same test month, when the
+    production model was not fitted on that month. The whole decision runs under the registry lock, so two
+    racing registrations cannot both believe they beat the same production model (and the next version's
+    name is known: the registered report shows it). A rerun with the same ``key`` (after a crash) reuses
+    the version and completes a promotion it had decided.
     """
     with registry.lock():
         existing = registry.find_by_key(key)
@@ -269,22 +354,13 @@ def register_with_gate(
             ):
                 registry.set_production(existing, gate["reason"])
             return {"version": existing, "reused": True, "gate": gate}
-        production = registry.production()
-        production_rmse = None
-        if production is not None:
-            prod_model, _ = registry.load_model(str(production["version"]))
-            production_rmse = production_rmse_on(prod_model, test)
-        metrics = metadata["metrics"]
-        decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], production_rmse)
-        gate = {
-            "promote": decision.promote,
-            "reason": decision.reason,
-            "compared_with_production": production["version"] if production else None,
-            "production_rmse_on_test_month": production_rmse,
-        }
-        version = registry.register(
-            model_file, {**metadata, "gate": gate}, {"report": report_dir}, key=key, extra_files=dict(extra_files or {})
-        )
+        decision, facts = gate_decision(registry, metadata, test)
+        gate = {"promote": decision.promote, "reason": decision.reason, **facts}
+        with tempfile.TemporaryDirectory(prefix=".staging-report-", dir=registry.home) as staging:
+            report = _registered_report(report_dir, Path(staging), {"version": _next_version(registry), "gate": gate})
+            version = registry.register(
+                model_file, {**metadata, "gate": gate}, {"report": report}, key=key, extra_files=dict(extra_files or {})
+            )
         if decision.promote:
             registry.set_production(version, decision.reason)
         return {"version": version, "reused": False, "gate": gate}
@@ -324,13 +400,19 @@ BATCH_INPUT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys((*PREDICTION_KEY_COLU
 
 
 def batch_predictions(
-    model: Pipeline, kept: pd.DataFrame, model_name: str, model_version: str, chunk_rows: int = 250_000
+    model: Pipeline,
+    kept: pd.DataFrame,
+    model_name: str,
+    model_version: str,
+    chunk_rows: int = 250_000,
+    clip: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """Predicted minutes for every kept trip of a month, with the trip's key columns and the model version.
+    """Predicted minutes for every trip of ``kept``, with the trip's key columns and the model version.
 
     Predicts ``chunk_rows`` trips at a time: the model's intermediate frames (engineered features, float64
     arrays) then take the memory of one chunk, not of the month. ``model_name`` and ``model_version`` are
-    categorical columns (one value each).
+    categorical columns (one value each). With ``clip=(low, high)`` predictions are clipped to that
+    plausible range and a boolean ``clipped`` column marks the rows that were.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive number of rows, got {chunk_rows!r}")
@@ -341,8 +423,75 @@ def batch_predictions(
         predicted[start : start + chunk_rows] = model.predict(kept.iloc[start : start + chunk_rows][inputs])
     out = kept.loc[:, list(PREDICTION_KEY_COLUMNS)].copy()
     out.insert(0, "trip_row", np.arange(n, dtype="int64"))
+    if clip is not None:
+        low, high = clip
+        out["clipped"] = (predicted < low) | (predicted > high)
+        predicted = np.clip(predicted, low, high)
     out["predicted_duration_min"] = predicted
     codes = np.zeros(n, dtype="int8")
     out["model_name"] = pd.Categorical.from_codes(codes, categories=[model_name])
     out["model_version"] = pd.Categorical.from_codes(codes, categories=[model_version])
     return out
+
+
+def dispatchable_trips(kept: pd.DataFrame, rejected: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every trip a batch job could score at dispatch time: the kept ones and those rejected only for their
+    outcome (dropoff, duration; see :data:`tripduration.rules.OUTCOME_REASONS`), with ``source`` (kept /
+    rejected), ``source_row`` (row in that file) and ``outcome_rejected`` (the outcome reason, or null).
+
+    Also returns what could not be scored and why (counts per dispatch-time reason).
+    """
+    scorable = scorable_rejections(rejected["reason"])
+    extra = rejected.loc[scorable].copy()
+    for col in ("PULocationID", "DOLocationID"):  # present: the dispatch rules passed
+        extra[col] = extra[col].astype("int32")
+    columns = list(kept.columns)
+    trips = pd.concat([kept, extra.loc[:, columns]], ignore_index=True) if len(extra) else kept.copy()
+    # categorical columns from int8 codes: one byte per trip, not a Python string per trip
+    source_codes = np.repeat(np.array([0, 1], dtype="int8"), [len(kept), len(extra)])
+    trips["source"] = pd.Categorical.from_codes(source_codes, categories=["kept", "rejected"])
+    trips["source_row"] = np.concatenate([np.arange(len(kept)), np.flatnonzero(scorable)]).astype("int64")
+    outcome_codes = np.full(len(trips), -1, dtype="int8")
+    outcome_codes[len(kept) :] = pd.Categorical(extra["reason"].astype(str), categories=list(OUTCOME_REASONS)).codes
+    trips["outcome_rejected"] = pd.Categorical.from_codes(outcome_codes, categories=list(OUTCOME_REASONS))
+    not_scored = rejected.loc[~scorable, "reason"].astype("string").value_counts()
+    by_outcome = extra["reason"].astype("string").value_counts()
+    facts = {
+        "rows_in": len(kept) + len(rejected),
+        "scored": len(trips),
+        "scored_with_valid_outcome": len(kept),
+        "scored_outcome_rejected": {str(k): int(v) for k, v in by_outcome.items()},
+        "not_scored": int((~scorable).sum()),
+        "not_scored_by_reason": {str(k): int(v) for k, v in not_scored.items()},
+    }
+    return trips, facts
+
+
+def score_dispatchable(
+    model: Pipeline,
+    kept: pd.DataFrame,
+    rejected: pd.DataFrame,
+    model_name: str,
+    model_version: str,
+    plausible: tuple[float, float],
+    chunk_rows: int = 250_000,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Batch predictions of a month as a dispatch-time job would make them (issue 11.3).
+
+    Scores every trip whose dispatch-time fields are valid (:func:`dispatchable_trips`), clips predictions
+    to the ``plausible`` (min, max) minutes of ``[validation]`` and returns them with a summary: rows scored
+    (with a valid outcome or rejected only for it), rows not scored per reason, and predictions clipped.
+    """
+    trips, facts = dispatchable_trips(kept, rejected)
+    low, high = plausible
+    raw_low = raw_high = 0
+    out = batch_predictions(model, trips, model_name, model_version, chunk_rows, clip=plausible)
+    if len(out):
+        at_low, at_high = out["predicted_duration_min"] == low, out["predicted_duration_min"] == high
+        raw_low, raw_high = int((out["clipped"] & at_low).sum()), int((out["clipped"] & at_high).sum())
+    out["trip_row"] = trips["source_row"].to_numpy(dtype="int64")
+    out.insert(1, "source", trips["source"].array)
+    out["outcome_rejected"] = trips["outcome_rejected"].array
+    facts["clipped"] = {"to_min": raw_low, "to_max": raw_high, "range_min": [low, high]}
+    facts.update({"model_name": model_name, "model_version": model_version})
+    return out, facts

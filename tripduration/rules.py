@@ -11,19 +11,28 @@ import pandas as pd
 
 from tripduration.months import add_months, format_month
 
-#: rejection reasons in the order they are tested; a row gets the first reason that applies
-REASONS: tuple[str, ...] = (
+#: rules on what is known when a trip is dispatched (pickup time and place, destination, distance): a row
+#: that breaks one cannot be scored by a batch job either. ``invalid_value`` is here because the reader's
+#: mask of unreadable values is per row, not per column: an unreadable value may be a model input.
+DISPATCH_REASONS: tuple[str, ...] = (
     "invalid_pickup_datetime",
-    "invalid_dropoff_datetime",
     "pickup_outside_month",
     "missing_location",
     "unknown_location",
-    "duration_out_of_range",
     "invalid_distance",
     "negative_distance",
     "absurd_distance",
     "invalid_value",
 )
+#: rules on the outcome (dropoff time, duration): they decide what trains and what is evaluated, not what
+#: can be scored. They are tested after every dispatch rule, so a row rejected for one of them passed all
+#: dispatch rules and is scorable (see :func:`scorable_rejections`).
+OUTCOME_REASONS: tuple[str, ...] = (
+    "invalid_dropoff_datetime",
+    "duration_out_of_range",
+)
+#: rejection reasons in the order they are tested; a row gets the first reason that applies
+REASONS: tuple[str, ...] = (*DISPATCH_REASONS, *OUTCOME_REASONS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ def reason_codes(
 ) -> np.ndarray:
     """Per row, 0 if it is kept, else 1 + the index in :data:`REASONS` of the first rule it breaks (int8).
 
-    The compact form of :func:`rejection_reasons`: one byte per row, no Python string per row.
+    The compact form of :func:`rejection_reasons`: one byte per row, no Python string per row. Dispatch
+    rules are tested before outcome rules (see :data:`DISPATCH_REASONS`).
     """
     start = pd.Timestamp(month)
     end = pd.Timestamp(add_months(month, 1))
@@ -79,18 +89,19 @@ def reason_codes(
         unknown = ~(pu.isin(ids) & do.isin(ids))
     else:
         unknown = pd.Series(False, index=trips.index)
-    conditions = [
-        pickup.isna(),
-        dropoff.isna(),
-        (pickup < start) | (pickup >= end),
-        pu.isna() | do.isna(),
-        unknown,
-        ~duration.between(rules.min_duration_min, rules.max_duration_min),
-        distance.isna(),
-        distance < 0,
-        ~np.isfinite(distance) | (distance > rules.max_distance_miles),
-        np.zeros(len(trips), dtype=bool) if unreadable is None else np.asarray(unreadable, dtype=bool),
-    ]
+    by_reason = {
+        "invalid_pickup_datetime": pickup.isna(),
+        "pickup_outside_month": (pickup < start) | (pickup >= end),
+        "missing_location": pu.isna() | do.isna(),
+        "unknown_location": unknown,
+        "invalid_distance": distance.isna(),
+        "negative_distance": distance < 0,
+        "absurd_distance": ~np.isfinite(distance) | (distance > rules.max_distance_miles),
+        "invalid_value": np.zeros(len(trips), dtype=bool) if unreadable is None else np.asarray(unreadable, dtype=bool),
+        "invalid_dropoff_datetime": dropoff.isna(),
+        "duration_out_of_range": ~duration.between(rules.min_duration_min, rules.max_duration_min),
+    }
+    conditions = [by_reason[reason] for reason in REASONS]
     masks = [np.asarray(pd.Series(c, index=trips.index).fillna(False), dtype=bool) for c in conditions]
     return np.select(masks, np.arange(1, len(REASONS) + 1, dtype="int8"), default=0).astype("int8", copy=False)
 
@@ -136,3 +147,9 @@ def split_trips(
     if summary["rows_in"] != summary["rows_kept"] + summary["rows_rejected"]:  # pragma: no cover - invariant
         raise AssertionError(f"row accounting broken: {summary}")
     return kept, rejected, summary
+
+
+def scorable_rejections(reasons: pd.Series) -> np.ndarray:
+    """True for rejected rows whose only fault is the outcome (dropoff, duration): a batch job at dispatch
+    time would have scored them. Works because outcome rules are tested after every dispatch rule."""
+    return np.asarray(reasons.astype("string").isin(OUTCOME_REASONS).fillna(False), dtype=bool)

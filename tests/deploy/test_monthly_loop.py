@@ -15,6 +15,7 @@ import pandas as pd
 from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
 from tripduration.features import MODEL_INPUT_COLUMNS
 from tripduration.registry import ModelRegistry
+from tripduration.rules import OUTCOME_REASONS
 
 ROOT = Path(__file__).resolve().parents[2]
 MARCH, APRIL = dt.date(2021, 3, 1), dt.date(2021, 4, 1)
@@ -24,19 +25,37 @@ def registry(env) -> ModelRegistry:
     return ModelRegistry(env.registry_dir, "green-trip-duration")
 
 
-def test_batch_predictions_equal_the_models_own_and_carry_its_version(pipeline_env, run_tasks):
+def test_batch_predictions_score_every_dispatchable_trip_and_carry_the_version(pipeline_env, run_tasks):
+    # issue 11.3: kept trips AND trips rejected only for their outcome are scored; the rest are counted
     assert run_tasks([TrainingPipeline()]).ok
     task = BatchPredictions(month=MARCH)
     assert run_tasks([task]).ok
     predictions = pd.read_parquet(task.output().path)
-    kept = pd.read_parquet(ValidatedTrips(month=MARCH).output()["kept.parquet"].path)
+    validated = ValidatedTrips(month=MARCH).output()
+    kept = pd.read_parquet(validated["kept.parquet"].path)
+    rejected = pd.read_parquet(validated["rejected.parquet"].path)
+    outcome_only = rejected["reason"].isin(OUTCOME_REASONS)
     model, meta = registry(pipeline_env).load_model()
-    assert len(predictions) == len(kept)
-    np.testing.assert_allclose(predictions["predicted_duration_min"], model.predict(kept[list(MODEL_INPUT_COLUMNS)]))
+    assert outcome_only.sum() > 0
+    assert len(predictions) == len(kept) + outcome_only.sum()
+    from_kept = predictions[predictions["source"] == "kept"]
+    expected = np.clip(model.predict(kept[list(MODEL_INPUT_COLUMNS)]), 1.0, 60.0)
+    np.testing.assert_allclose(from_kept["predicted_duration_min"], expected)
+    from_rejected = predictions[predictions["source"] == "rejected"]
+    assert from_rejected["trip_row"].tolist() == np.flatnonzero(outcome_only).tolist()
+    assert from_rejected["outcome_rejected"].astype(str).tolist() == rejected.loc[outcome_only, "reason"].tolist()
+    assert predictions["predicted_duration_min"].between(1.0, 60.0).all()
     assert set(predictions["model_version"]) == {meta["version"]} == {"v0001"}
     assert set(predictions["model_name"]) == {"green-trip-duration"}
-    assert {"trip_row", "pickup_datetime", "PULocationID", "DOLocationID"} <= set(predictions.columns)
+    assert {"trip_row", "pickup_datetime", "PULocationID", "DOLocationID", "clipped"} <= set(predictions.columns)
     assert "-v0001" in task.output().path
+    scoring = json.loads(Path(task.scoring_target().path).read_text())
+    summary = json.loads(Path(validated["summary.json"].path).read_text())
+    assert scoring["scored"] == len(predictions) and scoring["rows_in"] == summary["rows_in"]
+    dispatch = {r: n for r, n in summary["rejected_by_reason"].items() if n and r not in OUTCOME_REASONS}
+    assert scoring["not_scored_by_reason"] == dispatch and scoring["not_scored"] == sum(dispatch.values())
+    assert scoring["clipped"]["to_min"] + scoring["clipped"]["to_max"] == int(predictions["clipped"].sum())
+    assert scoring["clipped"]["range_min"] == [1.0, 60.0]
 
 
 def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks):
@@ -56,7 +75,9 @@ def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks
     assert pinned.output().path.endswith("-v0001/predictions.parquet")
 
 
-def test_monthly_loop_over_february_and_march_writes_reports_and_decisions(pipeline_env, run_tasks, config):
+def test_monthly_loop_records_own_months_as_not_monitored_and_monitors_a_later_one(pipeline_env, run_tasks, config):
+    # issue 11.1: v0001 trained on 2021-01, validated on 2021-02 and tested on 2021-03: monitoring it on those
+    # months would be no test (RMSE ratio 1.000 on its own test month); 2021-04 is a month it never saw
     config.set("monitoring", "rmse_degraded_ratio", "10")  # sampled months: keep the verdicts deterministic
     config.set("monitoring", "psi_drift", "10")
     config.set("monitoring", "prediction_psi_drift", "10")
@@ -64,18 +85,25 @@ def test_monthly_loop_over_february_and_march_writes_reports_and_decisions(pipel
     for month in (dt.date(2021, 2, 1), MARCH):
         result = run_tasks([MonthlyRun(month=month)])
         assert result.ok, result
-        assert result.families() == {"BatchPredictions", "MonitoringReport", "MonthlyRun"}
+        assert result.families() == {"BatchPredictions", "MonthlyRun"}  # no MonitoringReport
         run = json.loads(Path(MonthlyRun(month=month).output().path).read_text())
-        assert run["verdict"] == "ok" and run["retrained"] is False and run["why_not_retrained"]
-        report_dir = Path(MonitoringReport(month=month).output().path)
-        monitoring = json.loads((report_dir / "monitoring.json").read_text())
-        assert monitoring["model"]["version"] == "v0001"
-        assert {"accuracy", "drift", "missing_share", "rejected_share", "verdict"} <= set(monitoring)
-        assert "data:image/png;base64," in (report_dir / "report.html").read_text()
+        assert run["verdict"] == "not monitored" and run["retrained"] is False
+        assert run["decision"] == "not monitored: month used in training/test of v0001"
+    result = run_tasks([MonthlyRun(month=APRIL)])
+    assert result.ok, result
+    assert {"BatchPredictions", "MonitoringReport", "MonthlyRun"} <= result.families()
+    run = json.loads(Path(MonthlyRun(month=APRIL).output().path).read_text())
+    assert run["verdict"] == "ok" and run["retrained"] is False and run["why_not_retrained"]
+    assert run["monitored_version"] == "v0001" and run["decision"] == "ok; not retrained"
+    report_dir = Path(MonitoringReport(month=APRIL, model_version="v0001").output().path)
+    monitoring = json.loads((report_dir / "monitoring.json").read_text())
+    assert monitoring["model"]["version"] == "v0001"
+    assert {"accuracy", "drift", "missing_share", "missingness", "rejected_share", "verdict"} <= set(monitoring)
+    assert "data:image/png;base64," in (report_dir / "report.html").read_text()
     decisions = registry(pipeline_env).decisions()
-    assert [d["month"] for d in decisions] == ["2021-02", "2021-03"]
+    assert [d["month"] for d in decisions] == ["2021-02", "2021-03", "2021-04"]
     assert run_tasks([MonthlyRun(month=MARCH)]).ran == []  # complete: nothing reruns, no duplicate decision
-    assert len(registry(pipeline_env).decisions()) == 2
+    assert len(registry(pipeline_env).decisions()) == 3
 
 
 def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pipeline_env, run_tasks, config):
@@ -86,7 +114,7 @@ def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pi
     assert {"CandidateScore", "FinalModel", "RegisteredModel", "MonthlyTraining"} <= result.families()
     run = json.loads(Path(MonthlyRun(month=APRIL).output().path).read_text())
     assert run["verdict"] == "degraded" and run["retrained"] is True
-    assert run["why_retrained"].startswith("verdict degraded: RMSE is")
+    assert run["why_retrained"].startswith("rule degraded fired: RMSE is")  # the rule is named (issue 11.4)
     assert run["challenger_version"] == "v0002"
     meta = registry(pipeline_env).metadata("v0002")
     assert meta["gate"]["promote"] == run["promoted"] and meta["gate"]["reason"] == run["gate_reason"]

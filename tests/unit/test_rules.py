@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.rules import REASONS, Rules, duration_minutes, rejection_reasons, split_trips
+from tripduration.rules import (
+    DISPATCH_REASONS,
+    OUTCOME_REASONS,
+    REASONS,
+    Rules,
+    duration_minutes,
+    rejection_reasons,
+    scorable_rejections,
+    split_trips,
+)
 
 MONTH = dt.date(2021, 1, 1)
 OK = {
@@ -46,6 +55,9 @@ CASES: list[tuple[str | None, dict]] = [
     ("invalid_pickup_datetime", {"pickup_datetime": None, "PULocationID": None, "trip_distance": -1.0}),
     ("pickup_outside_month", {"pickup_datetime": "2021-03-01 10:00:00", "trip_distance": None}),
     ("missing_location", {"DOLocationID": None, "dropoff_datetime": "2021-01-05 23:00:00"}),
+    # dispatch-time rules come before outcome rules (issue 11.3): a bad distance wins over a bad duration
+    ("negative_distance", {"trip_distance": -1.0, "dropoff_datetime": "2021-01-05 09:50:00"}),
+    ("absurd_distance", {"trip_distance": 500.0, "dropoff_datetime": None}),
 ]
 
 VALID_IDS = set(range(1, 266))
@@ -61,7 +73,7 @@ def test_every_reason_is_covered_by_the_cases():
     assert {reason for reason, _ in CASES if reason} | {"invalid_value"} == set(REASONS)
 
 
-def test_unreadable_values_are_rejected_after_the_other_rules(trips):
+def test_unreadable_values_are_rejected_after_the_other_dispatch_rules(trips):
     unreadable = np.zeros(len(trips), dtype=bool)
     unreadable[0] = True  # a valid row whose optional value could not be read
     unreadable[5] = True  # a row that another rule rejects first
@@ -71,6 +83,34 @@ def test_unreadable_values_are_rejected_after_the_other_rules(trips):
     kept, rejected, summary = split_trips(trips, MONTH, Rules(), VALID_IDS, unreadable)
     assert summary["rejected_by_reason"]["invalid_value"] == 1
     assert summary["rows_in"] == len(kept) + len(rejected)
+
+
+def test_unreadable_value_wins_over_an_outcome_rule(make_trips):
+    # the reader's mask does not say which column was unreadable: the row may miss a model input, so it is
+    # not scorable, whatever its dropoff
+    trips = make_trips([{**OK, "dropoff_datetime": None}, {**OK, "dropoff_datetime": "2021-01-05 09:50:00"}])
+    reasons = rejection_reasons(trips, MONTH, Rules(), VALID_IDS, np.array([True, False]))
+    assert reasons.tolist() == ["invalid_value", "duration_out_of_range"]
+
+
+def test_dispatch_reasons_are_all_tested_before_outcome_reasons():
+    assert (*DISPATCH_REASONS, *OUTCOME_REASONS) == REASONS
+    assert set(OUTCOME_REASONS) == {"invalid_dropoff_datetime", "duration_out_of_range"}
+    assert {"invalid_pickup_datetime", "pickup_outside_month", "missing_location", "absurd_distance"} <= set(
+        DISPATCH_REASONS
+    )
+
+
+def test_rows_rejected_only_for_their_outcome_are_scorable(trips):
+    _, rejected, _ = split_trips(trips, MONTH, Rules(), VALID_IDS)
+    scorable = scorable_rejections(rejected["reason"])
+    outcome_only = [reason in OUTCOME_REASONS for reason, _ in CASES if reason]
+    assert scorable.tolist() == outcome_only
+    assert sum(outcome_only) == 4  # a missing dropoff and three durations out of range: known at dispatch
+    # every scorable row has what a dispatch-time model needs
+    rows = rejected[scorable]
+    assert rows["pickup_datetime"].notna().all() and rows["trip_distance"].between(0, 100).all()
+    assert rows["PULocationID"].notna().all() and rows["DOLocationID"].notna().all()
 
 
 def test_each_row_gets_its_reason(trips):
