@@ -194,6 +194,7 @@ def test_s3_client_reads_the_luigi_config_section(s3_env: S3Env, monkeypatch: py
     """Without the AWS environment variables, luigi.cfg's [s3] section alone reaches the server."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
+    monkeypatch.setattr(s3_targets, "_CLIENTS", {})  # no client built while the variables were set
     store = s3_targets.storage_from_config(s3_env.url("cfg"))
     store.write_bytes("k", b"via [s3]")
     assert target_for(s3_env.url("cfg/k")).exists()
