@@ -27,7 +27,7 @@ from tripduration.evaluation import feature_importance, regression_metrics, rend
 from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 from tripduration.monitoring import build_profile
 from tripduration.registry import GateDecision, ModelRegistry, quality_gate, version_number
-from tripduration.rules import OUTCOME_REASONS, Rules, scorable_rejections, split_trips
+from tripduration.rules import OUTCOME_COLUMNS, OUTCOME_REASONS, Rules, scorable_rejections, split_trips
 from tripduration.schema import check_regular_file, read_trips
 
 Progress = Callable[[str, int], None]
@@ -46,7 +46,10 @@ def validate_trip_file(
     records later comes from the same read as its row counts and metrics (see :func:`read_unchanged`).
     """
     (trips, report), digest, size = read_unchanged(path, read_trips)
-    kept, rejected, summary = split_trips(trips, month, rules, valid_location_ids, report.coerced_rows)
+    dispatch = [c for c in report.source_columns if c not in OUTCOME_COLUMNS]
+    kept, rejected, summary = split_trips(
+        trips, month, rules, valid_location_ids, report.unreadable(dispatch), report.unreadable(OUTCOME_COLUMNS)
+    )
     summary["source"] = {**report.as_dict(), "sha256": digest, "bytes": size}
     return kept, rejected, summary
 

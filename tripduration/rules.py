@@ -12,8 +12,8 @@ import pandas as pd
 from tripduration.months import add_months, format_month
 
 #: rules on what is known when a trip is dispatched (pickup time and place, destination, distance): a row
-#: that breaks one cannot be scored by a batch job either. ``invalid_value`` is here because the reader's
-#: mask of unreadable values is per row, not per column: an unreadable value may be a model input.
+#: that breaks one cannot be scored by a batch job either. ``invalid_value``: a value of a dispatch-time
+#: column (not in :data:`OUTCOME_COLUMNS`) that the reader could not read as its type.
 DISPATCH_REASONS: tuple[str, ...] = (
     "invalid_pickup_datetime",
     "pickup_outside_month",
@@ -30,6 +30,12 @@ DISPATCH_REASONS: tuple[str, ...] = (
 OUTCOME_REASONS: tuple[str, ...] = (
     "invalid_dropoff_datetime",
     "duration_out_of_range",
+    "invalid_outcome_value",
+)
+#: canonical columns only known once the trip is over: an unreadable value there (``invalid_outcome_value``)
+#: keeps the row out of training and evaluation, not out of scoring
+OUTCOME_COLUMNS: frozenset[str] = frozenset(
+    {"dropoff_datetime", "fare_amount", "tip_amount", "total_amount", "payment_type"}
 )
 #: rejection reasons in the order they are tested; a row gets the first reason that applies
 REASONS: tuple[str, ...] = (*DISPATCH_REASONS, *OUTCOME_REASONS)
@@ -66,12 +72,17 @@ def rejection_reasons(
     return pd.Series(names[codes], index=trips.index, dtype="object")
 
 
+def _mask(rows: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+
+
 def reason_codes(
     trips: pd.DataFrame,
     month: dt.date,
     rules: Rules,
     valid_location_ids: Collection[int] | None = None,
     unreadable: np.ndarray | None = None,
+    unreadable_outcome: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row, 0 if it is kept, else 1 + the index in :data:`REASONS` of the first rule it breaks (int8).
 
@@ -97,9 +108,10 @@ def reason_codes(
         "invalid_distance": distance.isna(),
         "negative_distance": distance < 0,
         "absurd_distance": ~np.isfinite(distance) | (distance > rules.max_distance_miles),
-        "invalid_value": np.zeros(len(trips), dtype=bool) if unreadable is None else np.asarray(unreadable, dtype=bool),
+        "invalid_value": _mask(unreadable, len(trips)),
         "invalid_dropoff_datetime": dropoff.isna(),
         "duration_out_of_range": ~duration.between(rules.min_duration_min, rules.max_duration_min),
+        "invalid_outcome_value": _mask(unreadable_outcome, len(trips)),
     }
     conditions = [by_reason[reason] for reason in REASONS]
     masks = [np.asarray(pd.Series(c, index=trips.index).fillna(False), dtype=bool) for c in conditions]
@@ -112,13 +124,14 @@ def split_trips(
     rules: Rules,
     valid_location_ids: Collection[int] | None = None,
     unreadable: np.ndarray | None = None,
+    unreadable_outcome: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """Split ``trips`` into (kept, rejected-with-``reason``, summary).
 
     ``rows_in == rows_kept + rows_rejected`` always holds; the summary counts rows per reason.
     Kept location IDs are cast to non-null int32 because the rules guarantee they are present.
     """
-    codes = reason_codes(trips, month, rules, valid_location_ids, unreadable)
+    codes = reason_codes(trips, month, rules, valid_location_ids, unreadable, unreadable_outcome)
     kept_rows, rejected_rows = np.flatnonzero(codes == 0), np.flatnonzero(codes != 0)
     # take() makes one copy of the kept rows; the location IDs are then cast column by column in place
     # (DataFrame.astype would copy the whole frame again: a 10M-row month held three times)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import stat
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,6 +291,13 @@ class ReadReport:
     ignored_columns: list[str] = field(default_factory=list)
     #: per row: a value was present in the file but could not be read as its column's type (set by normalise)
     coerced_rows: np.ndarray | None = None
+    #: the same, per canonical column (only columns where a value was lost)
+    coerced_by_column: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def unreadable(self, columns: Collection[str]) -> np.ndarray | None:
+        """Rows where a value of one of ``columns`` could not be read (None if there is none)."""
+        masks = [m for c, m in self.coerced_by_column.items() if c in columns]
+        return np.logical_or.reduce(masks) if masks else None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -433,6 +440,7 @@ def normalise(table: pa.Table | _ParquetColumns | pd.DataFrame, report: ReadRepo
         if lost is not None and lost.any():
             report.coerced_to_null[canonical] = int(lost.sum())
             report.coerced_rows = lost if report.coerced_rows is None else report.coerced_rows | lost
+            report.coerced_by_column[canonical] = lost
         out[canonical] = (
             series.reset_index(drop=True) if not series.index.equals(pd.RangeIndex(len(series))) else series
         )

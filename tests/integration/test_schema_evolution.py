@@ -138,7 +138,9 @@ def test_model_trained_on_2021_types_predicts_later_year_types_unchanged(pipelin
         assert summary["source"]["coerced_to_null"] == {}
         assert summary["rows_in"] == march_2021.num_rows
         assert summary["rows_kept"] > 0.8 * summary["rows_in"]  # the shift keeps the trips inside the month
-        assert len(predictions) == summary["rows_kept"]
+        # every kept trip is scored, and so are trips rejected only for their outcome (issue 11.3)
+        assert (predictions["source"] == "kept").sum() == summary["rows_kept"]
+        assert len(predictions) >= summary["rows_kept"]
         assert predictions["predicted_duration_min"].notna().all()
         assert set(predictions["model_version"]) == {"v0001"}
         assert later[m]["monitoring"]["month"] == f"{m:%Y-%m}"

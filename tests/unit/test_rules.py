@@ -69,8 +69,9 @@ def trips(make_trips) -> pd.DataFrame:
 
 
 def test_every_reason_is_covered_by_the_cases():
-    # invalid_value comes from the reader's mask, not from a value: see test_unreadable_values_are_rejected
-    assert {reason for reason, _ in CASES if reason} | {"invalid_value"} == set(REASONS)
+    # invalid_value / invalid_outcome_value come from the reader's masks, not from a value: see
+    # test_unreadable_values_are_rejected... and test_an_unreadable_value_is_a_dispatch_or_an_outcome_rejection...
+    assert {reason for reason, _ in CASES if reason} | {"invalid_value", "invalid_outcome_value"} == set(REASONS)
 
 
 def test_unreadable_values_are_rejected_after_the_other_dispatch_rules(trips):
@@ -95,7 +96,7 @@ def test_unreadable_value_wins_over_an_outcome_rule(make_trips):
 
 def test_dispatch_reasons_are_all_tested_before_outcome_reasons():
     assert (*DISPATCH_REASONS, *OUTCOME_REASONS) == REASONS
-    assert set(OUTCOME_REASONS) == {"invalid_dropoff_datetime", "duration_out_of_range"}
+    assert set(OUTCOME_REASONS) == {"invalid_dropoff_datetime", "duration_out_of_range", "invalid_outcome_value"}
     assert {"invalid_pickup_datetime", "pickup_outside_month", "missing_location", "absurd_distance"} <= set(
         DISPATCH_REASONS
     )
@@ -213,3 +214,25 @@ def test_duration_minutes_is_float_and_nan_for_missing_timestamps(make_trips):
     minutes = duration_minutes(trips["pickup_datetime"], trips["dropoff_datetime"])
     assert minutes.dtype == np.dtype("float64")
     assert minutes[0] == 15.0 and np.isnan(minutes[1]) and minutes[2] == 0.5
+
+
+def test_an_unreadable_value_is_a_dispatch_or_an_outcome_rejection_by_its_column(write_parquet):
+    """A garbage dropoff is invalid_dropoff_datetime, a garbage fare invalid_outcome_value (both scorable at
+    dispatch); a garbage passenger count is invalid_value (a model input: not scorable)."""
+    from tripduration.nodes import validate_trip_file
+
+    base = {
+        "lpep_pickup_datetime": ["2021-01-05T10:00:00"] * 4,
+        "lpep_dropoff_datetime": ["2021-01-05T10:15:00", "soon", "2021-01-05T10:15:00", "2021-01-05T10:15:00"],
+        "PULocationID": [74, 74, 74, 74],
+        "DOLocationID": [75, 75, 75, 75],
+        "trip_distance": [2.0, 2.0, 2.0, 2.0],
+        "fare_amount": ["12.0", "12.0", "twelve", "12.0"],
+        "passenger_count": ["1", "1", "1", "many"],
+    }
+    path = write_parquet(base)
+    kept, rejected, summary = validate_trip_file(path, MONTH, Rules())
+    assert len(kept) == 1
+    assert rejected["reason"].tolist() == ["invalid_dropoff_datetime", "invalid_outcome_value", "invalid_value"]
+    assert scorable_rejections(rejected["reason"]).tolist() == [True, True, False]
+    assert summary["rows_in"] == summary["rows_kept"] + summary["rows_rejected"] == 4
