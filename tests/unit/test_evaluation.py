@@ -111,4 +111,4 @@ def test_render_html_embeds_the_plots_as_data_uris(tmp_path, scored):
 def test_render_html_without_plots_has_no_images(tmp_path):
     page = render_html("empty", {}, {"test": {"rmse": 1.0}}, tmp_path / "absent")
     assert "data:image/png" not in page
-    assert "<td>1.0000</td><td>None</td>" in page
+    assert "<td>1.0000</td><td>n/a</td>" in page  # a missing value is n/a, never a literal None (issue 15.6)
