@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# operational state, kept by `clean`: luigid's state, history database, pid/address files and logs; cron logs
+SCHEDULER_DIR ?= var/scheduler
+PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all test-kill bench bench-quick lint format clean scheduler scheduler-stop scheduler-status
+.PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
@@ -50,8 +53,13 @@ scheduler: $(STAMP) ## start luigid on 127.0.0.1 (port: SCHEDULER_PORT, default 
 scheduler-stop: ## stop luigid (it saves its state on a clean shutdown)
 	bin/scheduler stop
 
-scheduler-status: ## is luigid running?
+scheduler-status: ## is luigid running, and on which port?
 	bin/scheduler status
 
-clean: ## remove pipeline outputs (work directory and model registry), keep the venv
-	rm -rf var models
+clean: ## remove pipeline outputs (var/work, models); keeps the venv, luigid's state/history and all logs
+	rm -rf var/work models
+
+clean-ops: ## remove luigid's state, history db, pid file and logs, and cron logs (refused while luigid runs)
+	@if SCHEDULER_DIR="$(SCHEDULER_DIR)" bin/scheduler status >/dev/null 2>&1; then \
+	  echo "luigid is running ($$(SCHEDULER_DIR="$(SCHEDULER_DIR)" bin/scheduler status)): run 'make scheduler-stop' first" >&2; exit 1; fi
+	rm -rf "$(SCHEDULER_DIR)" "$(PIPELINE_LOG_DIR)"

@@ -4,6 +4,7 @@
     python pipeline.py [train] [--train-months ...] [--val-month M] [--test-month M]   TrainingPipeline
     python pipeline.py monthly [--month YYYY-MM|last]                                 MonthlyTraining
     python pipeline.py backfill --start YYYY-MM --stop YYYY-MM                        RangeMonthly backfill
+    python pipeline.py backfill --last N                 the N months that ended before today (cron)
     python pipeline.py monthly-run [--month YYYY-MM|last]        predict, monitor, retrain if needed (MonthlyRun)
     python pipeline.py serve [--host 127.0.0.1] [--port 8000] [--workers N]   HTTP service (FastAPI, uvicorn)
     python pipeline.py models                                    registered versions, status, metrics, reasons
@@ -14,7 +15,9 @@ Common flags: ``--color``, ``--workers N``, ``--scheduler-host/--scheduler-port`
 local scheduler is used otherwise). Works from any working directory: it reads the ``luigi.cfg`` next to
 this file (``$LUIGI_CONFIG_PATH`` overrides it). Exit codes are luigi's ``[retcode]`` codes in luigi.cfg:
 0 success, 10 already running, 20 missing input data, 25 not run, 30 a task failed, 35 scheduling error,
-40 unhandled exception. ``python -m luigi --module pipeline TrainingPipeline --local-scheduler`` also works,
+40 unhandled exception; and 2 bad arguments, 45 no central scheduler at the given address, 46 the central
+scheduler was lost during the run (docs/operations.md).
+``python -m luigi --module pipeline TrainingPipeline --local-scheduler`` also works,
 because importing this module registers every task.
 """
 
@@ -24,6 +27,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -67,10 +71,15 @@ from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
 from tasks.config_check import ConfigurationError, check_configuration  # noqa: E402
 from tasks.runner import run  # noqa: E402
-from tripduration.months import COLORS, add_months, parse_month, parse_month_list  # noqa: E402
+from tripduration.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
 from tripduration.registry import GateRejectedError, ModelRegistry, check_version  # noqa: E402
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
+
+
+LAST = "last"
+MAX_WORKERS = 256
+MAX_LAST_MONTHS = 120
 
 
 def _month(value: str) -> dt.date:
@@ -80,10 +89,9 @@ def _month(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _month_or_last(value: str) -> dt.date:
-    if value == "last":  # the month that just ended
-        return add_months(parse_month(dt.date.today()), -1)
-    return _month(value)
+def _month_or_last(value: str) -> dt.date | str:
+    """A month, or ``last``: resolved against today's date when the tasks are made (see :func:`tasks_for`)."""
+    return LAST if value == LAST else _month(value)
 
 
 def _version(value: str) -> str:
@@ -100,12 +108,50 @@ def _months(value: str) -> tuple[dt.date, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def int_in_range(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``; the error names the value and the range.
+
+    argparse prefixes the option's name, so the one-line error reads
+    ``argument --workers: 0 is out of range: give an integer from 1 to 256 (worker processes)``.
+    """
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not an integer: give an integer from {low} to {high} ({what})"
+            ) from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{number} is out of range: give an integer from {low} to {high} ({what})")
+        return number
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def last_months(n: int, today: dt.date) -> tuple[dt.date, dt.date]:
+    """First and last of the ``n`` months that ended before ``today`` (the current month is never included).
+
+    Computed from the month number, never by subtracting days: ``date -d 'last month'`` on 31 March gives
+    "31 February", normalised to 3 March, i.e. the current, unfinished month.
+    """
+    if n < 1:
+        raise ValueError(f"--last {n}: give at least 1 month")
+    stop = add_months(parse_month(today), -1)
+    return add_months(stop, -(n - 1)), stop
+
+
 def build_parser() -> argparse.ArgumentParser:
+    workers = int_in_range(1, MAX_WORKERS, "worker processes")
+    port = int_in_range(1, 65535, "TCP port")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
-    common.add_argument("--workers", type=int, default=None, help="parallel worker processes ([core] workers)")
+    common.add_argument(
+        "--workers", type=workers, default=None, help=f"parallel worker processes, 1-{MAX_WORKERS} ([core] workers)"
+    )
     common.add_argument("--scheduler-host", default=None, help="use the central scheduler (luigid) on this host")
-    common.add_argument("--scheduler-port", type=int, default=None, help="port of the central scheduler")
+    common.add_argument("--scheduler-port", type=port, default=None, help="port of the central scheduler, 1-65535")
 
     parser = argparse.ArgumentParser(description="Train, evaluate and register the NYC taxi trip-duration model.")
     sub = parser.add_subparsers(dest="command")
@@ -116,18 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-month", type=_month, default=None, help="validation month, YYYY-MM")
     train.add_argument("--test-month", type=_month, default=None, help="test month, YYYY-MM")
     monthly = sub.add_parser("monthly", parents=[common], help="MonthlyTraining for one month (cron)")
-    monthly.add_argument("--month", type=_month_or_last, default="last", help="test month M, or 'last' (default)")
+    monthly.add_argument("--month", type=_month_or_last, default=LAST, help="test month M, or 'last' (default)")
     backfill = sub.add_parser("backfill", parents=[common], help="MonthlyTraining for every month of a span")
-    backfill.add_argument("--start", type=_month, required=True, help="first month, inclusive")
-    backfill.add_argument("--stop", type=_month, required=True, help="last month, inclusive")
+    span = backfill.add_mutually_exclusive_group(required=True)
+    span.add_argument(
+        "--last",
+        type=int_in_range(1, MAX_LAST_MONTHS, "months"),
+        default=None,
+        help="the N months that ended before today (cron: right on every day of the year)",
+    )
+    span.add_argument("--start", type=_month, default=None, help="first month, inclusive (with --stop)")
+    backfill.add_argument("--stop", type=_month, default=None, help="last month, inclusive (with --start)")
     run_month = sub.add_parser("monthly-run", parents=[common], help="MonthlyRun: predict, monitor, retrain if needed")
-    run_month.add_argument("--month", type=_month_or_last, default="last", help="month M, or 'last' (default)")
+    run_month.add_argument("--month", type=_month_or_last, default=LAST, help="month M, or 'last' (default)")
     serve = sub.add_parser("serve", help="serve the production model over HTTP")
     serve.add_argument("--color", default="green", choices=COLORS)
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    serve.add_argument("--limit-concurrency", type=int, default=64, help="connections at once; over it: 503")
+    serve.add_argument("--port", type=int_in_range(0, 65535, "TCP port, 0: any free port"), default=8000)
+    serve.add_argument("--workers", type=int_in_range(1, 64, "uvicorn worker processes"), default=1)
+    serve.add_argument(
+        "--limit-concurrency", type=int_in_range(1, 10000, "connections at once; over it: 503"), default=64
+    )
     serve.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection stays")
     serve.add_argument("--body-timeout", type=float, default=10.0, help="seconds to receive a request body (408)")
     models = sub.add_parser("models", help="list registered model versions")
@@ -275,22 +330,48 @@ def rollback_command(registry: ModelRegistry, version: str, reason: str, force: 
     return 0
 
 
-def tasks_for(args: argparse.Namespace) -> list[luigi.Task]:
+def resolve_month(month: dt.date | str, today: dt.date) -> dt.date:
+    """``last`` is the month that ended before ``today``; any other value is already a month."""
+    return add_months(parse_month(today), -1) if month == LAST else month  # type: ignore[return-value]
+
+
+def backfill_span(args: argparse.Namespace, today: dt.date) -> tuple[dt.date, dt.date]:
+    """(first, last) month of a backfill, inclusive: ``--last N``, or ``--start`` with ``--stop``."""
+    if args.last is not None:
+        if args.stop is not None:
+            raise ValueError("backfill --last N counts back from today: leave out --stop (or use --start/--stop)")
+        return last_months(args.last, today)
+    if args.stop is None:
+        raise ValueError("backfill --start needs --stop (or use --last N)")
+    if args.stop < args.start:
+        raise ValueError(f"backfill --start {format_month(args.start)} is after --stop {format_month(args.stop)}")
+    return args.start, args.stop
+
+
+def _range_monthly(args: argparse.Namespace, today: dt.date) -> RangeMonthly:
+    start, stop = backfill_span(args, today)
+    # RangeMonthly only looks at months_back months before its "now": pin now to the same today
+    noon = dt.datetime(today.year, today.month, today.day, 12, tzinfo=dt.UTC)
+    months_back = (today.year - start.year) * 12 + today.month - start.month + 1
+    return RangeMonthly(
+        of=MonthlyTraining,
+        of_params={"color": args.color},
+        start=start,
+        stop=add_months(stop, 1),
+        months_back=max(months_back, 13),
+        now=int(noon.timestamp()),
+    )
+
+
+def tasks_for(args: argparse.Namespace, today: dt.date | None = None) -> list[luigi.Task]:
+    """The tasks a command builds. ``today`` (default: the local date) decides ``last`` and ``--last N``."""
+    today = today or dt.date.today()
     if args.command == "monthly":
-        return [MonthlyTraining(month=args.month, color=args.color)]
+        return [MonthlyTraining(month=resolve_month(args.month, today), color=args.color)]
     if args.command == "monthly-run":
-        return [MonthlyRun(month=args.month, color=args.color)]
+        return [MonthlyRun(month=resolve_month(args.month, today), color=args.color)]
     if args.command == "backfill":
-        months_back = (dt.date.today().year - args.start.year) * 12 + dt.date.today().month - args.start.month + 1
-        return [
-            RangeMonthly(
-                of=MonthlyTraining,
-                of_params={"color": args.color},
-                start=args.start,
-                stop=add_months(args.stop, 1),
-                months_back=max(months_back, 13),
-            )
-        ]
+        return [_range_monthly(args, today)]
     given = {
         "train_months": args.train_months,
         "val_month": args.val_month,
@@ -299,7 +380,20 @@ def tasks_for(args: argparse.Namespace) -> list[luigi.Task]:
     return [TrainingPipeline(color=args.color, **{k: v for k, v in given.items() if v is not None})]
 
 
-def main(argv: list[str] | None = None) -> int:
+def configured_workers_error() -> str | None:
+    """luigi.cfg's ``[core] workers`` when no --workers is given: 0 would make luigi wait forever."""
+    value = luigi.configuration.get_config().get("core", "workers", "1")
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not 1 <= number <= MAX_WORKERS:
+        return f"[core] workers = {value} in luigi.cfg: give an integer from 1 to {MAX_WORKERS} (or pass --workers N)"
+    return None
+
+
+def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
+    """Parse ``argv``, run the command, return the exit code; ``today`` is for tests of ``last``/``--last``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "train")
@@ -321,9 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # e.g. unknown version, tampered model file
             print(f"pipeline.py {args.command}: error: {exc}", file=sys.stderr)
             return 1
+    problem = configured_workers_error() if args.workers is None else None
+    if problem:
+        print(f"pipeline.py: error: {problem}", file=sys.stderr)
+        return 2
     luigi.interface.InterfaceLogging.setup(luigi.interface.core())
     try:
-        tasks = tasks_for(args)
+        tasks = tasks_for(args, today)
     except ValueError as exc:  # e.g. overlapping months: refused before anything runs
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2

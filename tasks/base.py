@@ -59,6 +59,14 @@ class download(luigi.Config):  # noqa: N801
     timeout_seconds = luigi.FloatParameter(default=60.0)
     retries = luigi.IntParameter(default=4, description="extra attempts after a transient error")
     backoff_seconds = luigi.FloatParameter(default=2.0, description="first wait; doubles each retry")
+    offline = luigi.BoolParameter(
+        default=False,
+        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="never touch the network: a month not on disk is not available (exit 20)",
+    )
+    probe_timeout_seconds = luigi.FloatParameter(
+        default=5.0, description="how long the pre-flight waits for the source to answer for a month"
+    )
 
 
 class validation(luigi.Config):  # noqa: N801

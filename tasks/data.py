@@ -18,6 +18,7 @@ from tasks.base import (
     validation,
     write_json,
 )
+from tripduration.errors import DownloadError
 from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
 from tripduration.fetch import download as fetch_url
 from tripduration.months import format_month
@@ -31,13 +32,15 @@ class TripData(SourceFile, PipelineTask):
 
     Reads nothing if ``<raw_dir>/<color>_tripdata_<YYYY-MM>.parquet`` exists (that file is the output).
     Otherwise downloads it from ``[download] url_template`` into the work directory: streamed to a temporary
-    file, checked to be readable parquet, then moved into place. Transient errors are retried with backoff.
+    file, checked to be readable parquet, then moved into place. A transfer that broke is retried with backoff;
+    a month that is not there (404, DNS failure, refused) fails at once, and ``[download] offline`` never downloads.
     """
 
     color = ColorParameter()
     month = MonthParameter(description="month of trips, YYYY-MM")
-    #: downloads are what fails transiently: allow more scheduler retries (on top of the in-task backoff)
-    retry_count = 5
+    #: no scheduler retries: a transfer that broke is retried inside the task with backoff ([download]
+    #: retries); anything else (404, DNS failure, refused) would fail the same way again, so one attempt
+    retry_count = 1
 
     def file_name(self) -> str:
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"
@@ -51,6 +54,11 @@ class TripData(SourceFile, PipelineTask):
     def run(self) -> None:
         cfg = download()
         url = cfg.url_template.format(color=self.color, month=format_month(self.month))
+        if cfg.offline:
+            raise DownloadError(
+                f"{self.file_name()} is not in {paths().raw_dir} and [download] offline = true: not fetching {url}",
+                transient=False,
+            )
 
         def report(done: int, total: int | None) -> None:
             pct = int(100 * done / total) if total else None

@@ -4,42 +4,148 @@ Used by ``pipeline.py`` (and so by cron). Luigi's own process lock is keyed on t
 ``luigi.build`` takes none, so two overlapping runs with the local scheduler could run the same task twice:
 the lock here belongs to the work directory instead. With the central scheduler, luigid coordinates the
 workers and no lock is taken, so several worker processes can share one graph.
+
+Everything an operator can get wrong is decided before luigi starts, within seconds: a month that is not
+available (exit 20), a lock held by a live, possibly hung run (exit 10), no luigid at the given address
+(exit :data:`SCHEDULER_UNREACHABLE`). Losing luigid during the run ends it with one line and
+:data:`SCHEDULER_LOST` instead of an ``RPCError`` traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
 import logging
 import os
+import shlex
+import socket
+import sys
+import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import luigi
 import luigi.retcodes
+import luigi.rpc
 from luigi.execution_summary import LuigiStatusCode
 from luigi.task import flatten
 from luigi.task_register import Register
 
 from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
-from tripduration.fetch import probe
+from tripduration.fetch import probe_all
 from tripduration.months import format_month
 from tripduration.registry import ModelRegistry
 
 log = logging.getLogger("luigi-interface")
+
+#: exit code: --scheduler-host/--scheduler-port given and nothing listens there; nothing was run
+SCHEDULER_UNREACHABLE = 45
+#: exit code: luigid stopped answering during the run (killed, restarted); finished tasks are kept
+SCHEDULER_LOST = 46
+#: a run holding the work-directory lock for longer than this is named as possibly hung
+HUNG_AFTER_SECONDS = 6 * 3600
+
+# luigi.rpc reads [core] rpc_retry_attempts / rpc_retry_wait / rpc_connect_timeout from the raw config, but
+# luigi's `core` Config class does not declare them, so every run would warn that they are "not consumed"
+warnings.filterwarnings("ignore", message=r".*parameter 'rpc_\w+' .* not consumed by the task 'core'")
 
 
 class AlreadyRunningError(RuntimeError):
     """Another run holds the work directory's lock."""
 
 
+def _lock_record() -> str:
+    """What the holder writes into the lock file, so a later run can say who holds it and since when."""
+    started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    return f"pid {os.getpid()}\nstarted {started}\nhost {socket.gethostname()}\ncommand {command}\n"
+
+
+def _read_record(text: str) -> dict[str, str]:
+    record = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key and value:
+            record[key] = value.strip()
+    return record
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _flock_holders(path: Path) -> set[int] | None:
+    """Pids the kernel lists as holding a flock on ``path`` (Linux ``/proc/locks``); None if it cannot tell."""
+    try:
+        st = path.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = set()
+    for line in lines:
+        fields = line.replace("->", "").split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].lower() == wanted:
+            holders.add(int(fields[4]))
+    return holders
+
+
+def _age(started: str, now: dt.datetime) -> float | None:
+    try:
+        return (now - dt.datetime.fromisoformat(started)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_holder(lock_path: Path, now: dt.datetime | None = None) -> str:
+    """Who holds ``lock_path``, since when, and whether it looks hung; never names a process that has ended.
+
+    The record in the file is trusted only if its pid is alive and (where the kernel can tell) holds the
+    lock: a record left by a killed run (its flock was released by the kernel) is stale.
+    """
+    now = now or dt.datetime.now().astimezone()
+    try:
+        record = _read_record(lock_path.read_text())
+    except OSError:
+        record = {}
+    pid = int(record["pid"]) if record.get("pid", "").isdigit() else None
+    holders = _flock_holders(lock_path)
+    same_host = record.get("host") in (None, socket.gethostname())
+    if pid is None or (same_host and not _pid_alive(pid)) or (holders and pid not in holders):
+        alive = sorted(h for h in holders or () if _pid_alive(h))
+        who = f"pid {', '.join(map(str, alive))}" if alive else "another process"
+        return f"{lock_path} is held by {who}, which did not record when it started"
+    started = record.get("started", "an unknown time")
+    age = _age(started, now)
+    text = (
+        f"{lock_path} is held by pid {pid} on {record.get('host', '?')} "
+        f"({record.get('command', 'unknown command')}), running since {started}"
+    )
+    if age is not None and age >= HUNG_AFTER_SECONDS:
+        return (
+            f"{text} ({age / 3600:.1f} h ago): it may be hung. Check it with `ps -o pid,etime,args -p {pid}` "
+            f"and its log; if it makes no progress, stop it with `kill {pid}` (the next run resumes where it stopped)"
+        )
+    ago = f" ({age / 60:.0f} min ago)" if age is not None else ""
+    return f"{text}{ago}: a run on this work directory is going on; try again when it has finished"
+
+
 @contextlib.contextmanager
 def work_dir_lock() -> Iterator[Path]:
     """Hold an exclusive, non-blocking lock on the work directory for the life of the run.
 
-    The kernel releases it when the process dies, so a killed run never leaves a stale lock.
+    The kernel releases it when the process dies, so a killed run never leaves a stale lock. The file
+    records the holder's pid, start time, host and command line for :func:`describe_holder`.
     """
     work = project_path(paths().work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -49,14 +155,11 @@ def work_dir_lock() -> Iterator[Path]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                holder = Path(lock_path).read_text().strip() or "another process"
-                raise AlreadyRunningError(
-                    f"{lock_path} is held by {holder}: a run on this work directory is going on"
-                ) from None
+                raise AlreadyRunningError(describe_holder(lock_path)) from None
             raise
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
+        fh.write(_lock_record())
         fh.flush()
         try:
             yield lock_path
@@ -81,19 +184,28 @@ def _walk(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
 
 
 def missing_months(tasks: Iterable[luigi.Task]) -> list[str]:
-    """Months the graph needs whose file is neither in the raw directory nor published at the URL.
+    """Months the graph needs that are neither on disk nor downloadable now, one line each with the reason.
 
-    Only a definite "not there" (404/403, or no such file) counts; a network error is left to the task,
-    which retries it.
+    Decided within about ``[download] probe_timeout_seconds`` whatever the network does: every month not on
+    disk is probed at once (one HEAD request, never retried). A 404/403/410, no such file, a DNS failure, a
+    refused connection or no answer all mean "not available"; ``[download] offline = true`` probes nothing.
     """
-    missing = []
-    template = download().url_template
-    for task in _walk(tasks):
-        if isinstance(task, TripData) and not task.complete():
-            url = template.format(color=task.color, month=format_month(task.month))
-            if probe(url) is False:
-                missing.append(f"{task.color} {format_month(task.month)} ({url})")
-    return sorted(missing)
+    cfg = download()
+    needed = sorted(
+        {(t.color, format_month(t.month)) for t in _walk(tasks) if isinstance(t, TripData) and not t.complete()}
+    )
+    if not needed:
+        return []
+    if cfg.offline:
+        raw = project_path(paths().raw_dir)
+        return [f"{color} {month}: not in {raw} and [download] offline = true" for color, month in needed]
+    urls = {key: cfg.url_template.format(color=key[0], month=key[1]) for key in needed}
+    found = probe_all(urls.values(), timeout=cfg.probe_timeout_seconds)
+    return [
+        f"{color} {month}: {found[url].reason} ({url})"
+        for (color, month), url in urls.items()
+        if not found[url].available
+    ]
 
 
 def fetch_inputs_first(tasks: list[luigi.Task], kwargs: dict[str, object]) -> tuple[list[luigi.Task], int | None]:
@@ -162,6 +274,83 @@ def offer_cores(scheduler_url: str | None) -> int:
     return total
 
 
+class SchedulerUnreachableError(RuntimeError):
+    """--scheduler-host/--scheduler-port name an address where no luigid listens."""
+
+
+def check_scheduler(host: str, port: int, timeout: float = 3.0) -> None:
+    """Refuse at once when nothing listens at ``host:port``: luigi's RPC would retry for minutes first."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SchedulerUnreachableError(
+            f"no central scheduler at {host}:{port}; start it with `make scheduler` "
+            f"(SCHEDULER_PORT={port} for this port), or leave out --scheduler-host/--scheduler-port "
+            f"to use the local scheduler ({reason})"
+        ) from None
+
+
+def _build_kwargs(
+    workers: int | None, scheduler_host: str | None, scheduler_port: int | None
+) -> tuple[dict[str, object], tuple[str, int] | None]:
+    """luigi.build's keyword arguments, and the central scheduler's address (None: local scheduler)."""
+    central = bool(scheduler_host or scheduler_port)
+    kwargs: dict[str, object] = {"detailed_summary": True, "local_scheduler": not central}
+    if workers is not None:
+        kwargs["workers"] = workers
+    if not central:
+        return kwargs, None
+    host = scheduler_host or "127.0.0.1"
+    port = scheduler_port or luigi.interface.core().scheduler_port
+    kwargs.update(scheduler_host=host, scheduler_port=port)
+    return kwargs, (host, port)
+
+
+def _sweep(central: bool) -> None:
+    """Remove files a killed run left half-written; with luigid other workers may be writing right now, so
+    only old ones are removed then."""
+    swept = sweep_orphans([project_path(paths().work_dir)], older_than_seconds=3600 if central else 0)
+    registry_root = project_path(paths().registry_dir)
+    for home in sorted(registry_root.iterdir()) if registry_root.is_dir() else []:
+        if home.is_dir():  # every registry write holds the model's lock: sweep under it
+            swept += ModelRegistry(registry_root, home.name).sweep_orphans()
+    for path in swept:
+        log.warning("removed %s, left by a run that was killed", path)
+
+
+def _preflight_and_build(tasks: list[luigi.Task], kwargs: dict[str, object], address: str | None) -> int:
+    codes = luigi.retcodes.retcode()
+    _sweep(address is not None)
+    if not all(task.complete() for task in tasks):
+        started = time.monotonic()
+        missing = missing_months(tasks)
+        if missing:
+            log.error(
+                "missing input data, nothing was run (checked in %.1f s): %d month(s) not available:\n  %s",
+                time.monotonic() - started,
+                len(missing),
+                "\n  ".join(missing),
+            )
+            return codes.missing_data or 1
+    try:
+        tasks, fetched = fetch_inputs_first(tasks, kwargs)
+        if fetched:
+            return fetched
+        result = luigi.build(tasks, **kwargs)
+    except luigi.rpc.RPCError as exc:
+        cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        log.error(
+            "lost the central scheduler at %s during the run (%s): tasks that finished are kept; start it "
+            "again (`make scheduler`) and rerun, or rerun without --scheduler-host/--scheduler-port",
+            address,
+            cause,
+        )
+        return SCHEDULER_LOST
+    return exit_code(result, tasks)
+
+
 def run(
     tasks: list[luigi.Task],
     *,
@@ -169,41 +358,19 @@ def run(
     scheduler_host: str | None = None,
     scheduler_port: int | None = None,
 ) -> int:
-    """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg)."""
+    """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg and the constants above)."""
     codes = luigi.retcodes.retcode()
-    central = bool(scheduler_host or scheduler_port)
-    kwargs: dict[str, object] = {"detailed_summary": True, "local_scheduler": not central}
-    if workers is not None:
-        kwargs["workers"] = workers
-    if central:
-        kwargs["scheduler_host"] = scheduler_host or "127.0.0.1"
-        if scheduler_port:
-            kwargs["scheduler_port"] = scheduler_port
-    port = kwargs.get("scheduler_port") or luigi.interface.core().scheduler_port
-    url = f"http://{kwargs['scheduler_host']}:{port}" if central else None
-    offer_cores(url)
-    lock = contextlib.nullcontext() if central else work_dir_lock()
+    kwargs, central = _build_kwargs(workers, scheduler_host, scheduler_port)
+    address = f"{central[0]}:{central[1]}" if central else None
     try:
-        with lock:
-            # files a killed run left half-written; with luigid other workers may be writing right now, so
-            # only old ones are removed then
-            swept = sweep_orphans([project_path(paths().work_dir)], older_than_seconds=3600 if central else 0)
-            registry_root = project_path(paths().registry_dir)
-            for home in sorted(registry_root.iterdir()) if registry_root.is_dir() else []:
-                if home.is_dir():  # every registry write holds the model's lock: sweep under it
-                    swept += ModelRegistry(registry_root, home.name).sweep_orphans()
-            for path in swept:
-                log.warning("removed %s, left by a run that was killed", path)
-            if not all(task.complete() for task in tasks):
-                missing = missing_months(tasks)
-                if missing:
-                    log.error("missing input data, nothing was run: %s", "; ".join(missing))
-                    return codes.missing_data or 1
-            tasks, fetched = fetch_inputs_first(tasks, kwargs)
-            if fetched is not None and fetched != 0:
-                return fetched
-            result = luigi.build(tasks, **kwargs)
-            return exit_code(result, tasks)
+        if central:
+            check_scheduler(*central)
+        offer_cores(f"http://{address}" if central else None)
+        with contextlib.nullcontext() if central else work_dir_lock():
+            return _preflight_and_build(tasks, kwargs, address)
+    except SchedulerUnreachableError as exc:
+        log.error("%s", exc)
+        return SCHEDULER_UNREACHABLE
     except AlreadyRunningError as exc:
         log.error("already running: %s", exc)
         return codes.already_running or 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +32,32 @@ def check_url(url: str) -> str:
     return url
 
 
+#: reasons urlopen wraps in a URLError when it could not connect at all (nothing was transferred)
+_NO_CONNECTION = (socket.gaierror, ConnectionRefusedError, TimeoutError)
+_NO_ROUTE_ERRNOS = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN)
+
+
 def _is_transient(exc: BaseException) -> bool:
+    """Is ``exc`` a transfer that started and broke (worth retrying), rather than a source that is not there?
+
+    Retried: the connection broke mid-response (reset, incomplete read, fewer bytes than announced), a timeout
+    after connecting, HTTP 5xx/408/429. Not retried: 404 and other 4xx, no such file, and every failure to
+    connect at all (DNS failure, connection refused, connect timeout, no route): retrying those only delays
+    the "not available" a cron run must report at once.
+    """
     if isinstance(exc, http.client.IncompleteRead | http.client.RemoteDisconnected | http.client.BadStatusLine):
         return True  # the connection broke mid-response: trying again may well work
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code in (408, 429)
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
-        if isinstance(reason, FileNotFoundError | PermissionError | IsADirectoryError):
+        if isinstance(reason, _NO_CONNECTION) or getattr(reason, "errno", None) in _NO_ROUTE_ERRNOS:
             return False
-        return isinstance(reason, OSError | socket.timeout | str)
-    return isinstance(exc, TimeoutError | ConnectionError | socket.timeout | DownloadError) and getattr(
-        exc, "transient", True
-    )
+        # the request reached the server and the connection was then reset or broken
+        return isinstance(reason, ConnectionResetError | ConnectionAbortedError | BrokenPipeError)
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
+        return False
+    return isinstance(exc, TimeoutError | ConnectionError | DownloadError) and getattr(exc, "transient", True)
 
 
 def _fetch_once(
@@ -73,9 +89,11 @@ def download(
 ) -> int:
     """Stream ``url`` into ``dest`` and check it is readable parquet; return its size in bytes.
 
-    Timeouts, connection resets and HTTP 5xx/408/429 are retried ``retries`` times with exponential
-    backoff (``backoff``, ``2*backoff``, ...). A 404 (or other 4xx) or a corrupt file fails at once with a
-    :class:`DownloadError` naming the URL. ``dest`` is written in place: the caller passes a temporary path.
+    A transfer that started and broke (reset or cut mid-body, a timeout after connecting, HTTP 5xx/408/429)
+    is retried ``retries`` times with exponential backoff (``backoff``, ``2*backoff``, ...). A 404 (or other
+    4xx), no such file, a failure to connect at all (DNS, refused, connect timeout) or a corrupt file fails
+    at once with a non-transient :class:`DownloadError` naming the URL. ``dest`` is written in place: the
+    caller passes a temporary path.
     """
     check_url(url)
     dest = Path(dest)
@@ -101,16 +119,83 @@ def download(
     return size
 
 
-def probe(url: str, *, timeout: float = 15.0, opener: Callable[..., Any] = urllib.request.urlopen) -> bool | None:
-    """Is the file at ``url`` there? True, False (404/403/410 or no such file), or None (cannot tell now)."""
+@dataclass(frozen=True)
+class Availability:
+    """What a probe found at a URL: ``available`` (it can be downloaded now) and why, in a few words."""
+
+    url: str
+    available: bool
+    reason: str
+
+
+def _describe_connect_failure(url: str, reason: object) -> str:
+    host = urllib.parse.urlsplit(url).netloc
+    if isinstance(reason, socket.gaierror):
+        return f"host name {urllib.parse.urlsplit(url).hostname!r} does not resolve (DNS: {reason.strerror or reason})"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"connection refused by {host}"
+    if isinstance(reason, TimeoutError):
+        return f"no answer from {host} (timed out)"
+    return f"cannot connect to {host} ({reason})"
+
+
+def probe(url: str, *, timeout: float = 5.0, opener: Callable[..., Any] = urllib.request.urlopen) -> Availability:
+    """Can the file at ``url`` be downloaded now? Asked with one short HEAD request, never retried.
+
+    Not available: HTTP 404/403/410 and other 4xx, no such file, DNS failure, connection refused, no answer
+    within ``timeout``. Available: 2xx/3xx, and 5xx/408/429 (the server was reached; the download's own
+    retries are for that). A server refusing HEAD (405/501) is asked again with a one-byte ranged GET.
+    """
     check_url(url)
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "file":
-        return Path(urllib.request.url2pathname(parts.path)).is_file()
-    try:
-        with opener(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return True
-    except urllib.error.HTTPError as exc:
-        return False if exc.code in (403, 404, 410) else None
-    except (urllib.error.URLError, OSError, http.client.HTTPException):
-        return None
+        path = Path(urllib.request.url2pathname(parts.path))
+        return Availability(url, path.is_file(), "file exists" if path.is_file() else f"no such file {path}")
+    for request in (
+        urllib.request.Request(url, method="HEAD"),
+        urllib.request.Request(url, headers={"Range": "bytes=0-0"}),
+    ):
+        try:
+            with opener(request, timeout=timeout) as response:
+                return Availability(url, True, f"HTTP {getattr(response, 'status', 200)}")
+        except urllib.error.HTTPError as exc:
+            if exc.code in (405, 501) and request.get_method() == "HEAD":
+                continue  # the server does not do HEAD: ask with a ranged GET
+            if exc.code >= 500 or exc.code in (408, 429):
+                return Availability(url, True, f"HTTP {exc.code} (server reached; the download retries)")
+            meaning = {404: "not published (yet?)", 403: "forbidden", 410: "gone"}.get(exc.code, "refused")
+            return Availability(url, False, f"HTTP {exc.code}: {meaning}")
+        except urllib.error.URLError as exc:
+            return Availability(url, False, _describe_connect_failure(url, exc.reason))
+        except TimeoutError:
+            return Availability(url, False, f"no answer from {parts.netloc} within {timeout:g} s")
+        except (OSError, http.client.HTTPException) as exc:
+            return Availability(url, False, f"cannot connect to {parts.netloc} ({type(exc).__name__}: {exc})")
+    return Availability(url, False, "the server answers neither HEAD nor GET")  # pragma: no cover
+
+
+def probe_all(
+    urls: Iterable[str], *, timeout: float = 5.0, opener: Callable[..., Any] = urllib.request.urlopen
+) -> dict[str, Availability]:
+    """Probe every URL at once, in daemon threads, and return within about ``timeout`` seconds whatever happens.
+
+    A socket timeout does not bound DNS resolution (``getaddrinfo`` can wait for a dead resolver much
+    longer), so the deadline is kept here: a URL with no verdict by then is not available ("no answer").
+    Daemon threads never delay the process's exit.
+    """
+    urls = list(dict.fromkeys(urls))
+    found: dict[str, Availability] = {}
+
+    def work(url: str) -> None:
+        found[url] = probe(url, timeout=timeout, opener=opener)
+
+    threads = [threading.Thread(target=work, args=(url,), daemon=True, name=f"probe {url}") for url in urls]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {
+        url: found.get(url) or Availability(url, False, f"no answer within {timeout:g} s (DNS or connection)")
+        for url in urls
+    }

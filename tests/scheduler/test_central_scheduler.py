@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import luigi
@@ -182,3 +184,70 @@ def test_scheduler_script_stops_cleanly_saving_state_and_reports_a_failed_start(
         failed = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
     assert failed.returncode == 1
     assert "did not start" in failed.stderr
+
+
+# --------------------------------------------------------------------------- issue 15.4 / 10.6: scheduler mistakes
+def test_no_luigid_at_the_given_port_says_so_within_seconds_with_exit_45(pipeline_env, tmp_path):
+    from conftest import free_port
+
+    port = free_port()
+    started = time.monotonic()
+    code, out = finish(pipeline(pipeline_env.cfg_file, "--scheduler-port", str(port), cwd=tmp_path), timeout=60)
+    elapsed = time.monotonic() - started
+    assert code == 45, out[-3000:]
+    assert f"no central scheduler at 127.0.0.1:{port}; start it with `make scheduler`" in out
+    assert "Traceback" not in out and "RPCError" not in out
+    assert elapsed < 20, f"{elapsed:.1f} s"
+    assert not list(pipeline_env.work_dir.glob("*/*"))
+
+
+def test_luigid_killed_mid_run_ends_the_worker_with_one_line_and_exit_46_and_a_rerun_recovers(pipeline_env, tmp_path):
+    from conftest import start_luigid, stop_luigid
+
+    daemon = start_luigid(tmp_path / "sched")
+    pid = int((daemon.home / "luigid.pid").read_text())
+    try:
+        proc = pipeline(pipeline_env.cfg_file, "--scheduler-port", str(daemon.port), cwd=tmp_path)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(pipeline_env.work_dir.glob("CandidateScore/*")):
+            time.sleep(0.2)  # wait until the run is well under way
+        assert proc.poll() is None, "the run ended before luigid could be killed"
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        code, out = finish(proc, timeout=120)
+        ended_after = time.monotonic() - killed
+    finally:
+        stop_luigid(daemon)
+    assert code == 46, out[-3000:]
+    lines = [line for line in out.splitlines() if "lost the central scheduler" in line]
+    assert len(lines) == 1 and f"at 127.0.0.1:{daemon.port} during the run" in lines[0], out[-3000:]
+    assert "Traceback" not in out.split(lines[0])[1], "nothing after the one line"
+    assert "raise RPCError" not in out
+    assert ended_after < 60, f"the worker needed {ended_after:.0f} s to give up"
+    print(f"\nluigid SIGKILL: worker ended {ended_after:.1f} s later with exit {code}: {lines[0]}")
+    # the rerun (local scheduler) picks up what was done and completes
+    code, out = finish(pipeline(pipeline_env.cfg_file, cwd=tmp_path))
+    assert code == 0, out[-3000:]
+    assert (pipeline_env.registry_dir / "green-trip-duration" / "versions" / "v0001").is_dir()
+
+
+def test_scheduler_start_fails_when_another_luigid_holds_the_port_and_status_finds_a_non_default_port(tmp_path):
+    from conftest import start_luigid, stop_luigid
+
+    first = start_luigid(tmp_path / "first")
+    try:
+        env = {**first.process, "SCHEDULER_DIR": str(tmp_path / "second")}  # same port, its own folder
+        second = subprocess.run([str(ROOT / "bin" / "scheduler"), "start"], env=env, capture_output=True, text=True)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "did not start" in second.stderr and "Address already in use" in second.stderr
+        assert "luigid running" not in second.stdout
+        assert not (tmp_path / "second" / "luigid.pid").exists()
+        # status without SCHEDULER_PORT: the port comes from the address file written at start
+        plain = {k: v for k, v in first.process.items() if k != "SCHEDULER_PORT"}
+        status = subprocess.run([str(ROOT / "bin" / "scheduler"), "status"], env=plain, capture_output=True, text=True)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"on http://127.0.0.1:{first.port}" in status.stdout
+    finally:
+        stop_luigid(first)
+    stopped = subprocess.run([str(ROOT / "bin" / "scheduler"), "status"], env=first.process, capture_output=True)
+    assert stopped.returncode == 3

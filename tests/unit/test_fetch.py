@@ -1,4 +1,4 @@
-"""download() against a real local HTTP server: retries what is transient, fails at once on the rest."""
+"""download() and probe() against a real local HTTP server: retry only a transfer that broke, fail fast on the rest."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import collections
 import http.server
 import io
 import re
+import socket
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tripduration.errors import DownloadError
-from tripduration.fetch import check_url, download
+from tripduration.fetch import check_url, download, probe, probe_all
 
 
 def tiny_parquet_bytes() -> bytes:
@@ -45,11 +49,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
+    def do_HEAD(self) -> None:
+        """Status line and headers only; counted as ``HEAD <path>``. ``/no-head.parquet`` does not do HEAD."""
+        self.server.hits[f"HEAD {self.path}"] += 1  # type: ignore[attr-defined]
+        status = {"/ok.parquet": 200, "/forbidden.parquet": 403, "/always-500.parquet": 503}.get(self.path, 404)
+        self.send_response(501 if self.path == "/no-head.parquet" else status)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
     def do_GET(self) -> None:
         hits = self.server.hits  # type: ignore[attr-defined]
         hits[self.path] += 1
         n = hits[self.path]
-        if self.path == "/ok.parquet":
+        if self.path in ("/ok.parquet", "/no-head.parquet"):
             self._send(200, PARQUET)
         elif self.path == "/flaky.parquet":
             self._send(500, b"oops") if n <= 2 else self._send(200, PARQUET)
@@ -210,15 +224,121 @@ def test_missing_file_url_fails_at_once(tmp_path, sleeps):
     assert not (tmp_path / "dest.parquet").exists()
 
 
-def test_unreachable_server_is_transient(tmp_path, sleeps):
-    # a port that was just free: nothing listens there any more
-    probe = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    port = probe.server_address[1]
-    probe.server_close()
-    with pytest.raises(DownloadError) as info:
-        download(f"http://127.0.0.1:{port}/x.parquet", tmp_path / "x", retries=1, backoff=0.1, sleep=sleeps)
-    assert info.value.transient is True
-    assert sleeps == [0.1]
+def closed_port() -> int:
+    """A port that was just free: nothing listens there (connection refused)."""
+    probe_server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    port = probe_server.server_address[1]
+    probe_server.server_close()
+    return port
+
+
+def test_refused_connection_is_not_retried(tmp_path, sleeps):
+    # issue 15.2: a refused connection means nothing is there; retrying only delays the "not available"
+    url = f"http://127.0.0.1:{closed_port()}/x.parquet"
+    with pytest.raises(DownloadError, match=re.escape(url) + ".*not retried") as info:
+        download(url, tmp_path / "x", retries=3, backoff=0.1, sleep=sleeps)
+    assert info.value.transient is False
+    assert sleeps == []
+
+
+def test_dns_failure_is_not_retried(tmp_path, sleeps):
+    url = "http://nonexistent.invalid/green_tripdata_2021-07.parquet"
+    with pytest.raises(DownloadError, match=r"nonexistent\.invalid.*not retried") as info:
+        download(url, tmp_path / "x", retries=3, sleep=sleeps)
+    assert info.value.transient is False
+    assert sleeps == []
+
+
+def test_connect_timeout_is_not_retried_but_a_reset_during_the_request_is(tmp_path, sleeps):
+    def opener(reason: BaseException):
+        def open_(*_args: object, **_kwargs: object) -> None:
+            raise urllib.error.URLError(reason)
+
+        return open_
+
+    with pytest.raises(DownloadError, match="not retried"):
+        download("https://example.invalid/x", tmp_path / "x", sleep=sleeps, opener=opener(TimeoutError("timed out")))
+    assert sleeps == []
+    with pytest.raises(DownloadError, match="giving up after retries"):
+        download(
+            "https://example.invalid/x",
+            tmp_path / "x",
+            retries=1,
+            sleep=sleeps,
+            opener=opener(ConnectionResetError(104, "Connection reset by peer")),
+        )
+    assert sleeps == [2.0]
+
+
+# --------------------------------------------------------------------------- probe: the pre-flight's question
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (kernel backlog) and never answers: a hung source."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_probe_finds_a_published_file(server):
+    found = probe(url_of(server, "/ok.parquet"))
+    assert found.available and found.reason == "HTTP 200"
+
+
+@pytest.mark.parametrize(("path", "code"), [("/green_tripdata_2031-01.parquet", 404), ("/forbidden.parquet", 403)])
+def test_probe_says_not_available_on_404_and_403_with_one_request(server, path, code):
+    found = probe(url_of(server, path))
+    assert not found.available
+    assert found.reason.startswith(f"HTTP {code}")
+    assert server.hits[f"HEAD {path}"] == 1
+    assert server.hits[path] == 0  # no GET: nothing was downloaded
+
+
+def test_probe_asks_with_a_ranged_get_when_the_server_does_not_do_head(server):
+    found = probe(url_of(server, "/no-head.parquet"))
+    assert found.available
+    assert server.hits["HEAD /no-head.parquet"] == 1 and server.hits["/no-head.parquet"] == 1
+
+
+def test_probe_counts_a_failing_server_as_reachable(server):
+    found = probe(url_of(server, "/always-500.parquet"))
+    assert found.available and "503" in found.reason  # the download's retries are for this
+
+
+def test_probe_refused_dns_and_no_answer_are_not_available_within_the_timeout(silent_port):
+    started = time.monotonic()
+    refused = probe(f"http://127.0.0.1:{closed_port()}/x.parquet", timeout=1)
+    dns = probe("http://nonexistent.invalid/x.parquet", timeout=1)
+    hung = probe(f"http://127.0.0.1:{silent_port}/x.parquet", timeout=1)
+    assert time.monotonic() - started < 5
+    assert not refused.available and "connection refused" in refused.reason
+    assert not dns.available and "does not resolve" in dns.reason
+    assert not hung.available and "no answer" in hung.reason
+
+
+def test_probe_of_a_file_url(tmp_path):
+    (tmp_path / "a.parquet").write_bytes(PARQUET)
+    assert probe((tmp_path / "a.parquet").as_uri()).available
+    absent = probe((tmp_path / "b.parquet").as_uri())
+    assert not absent.available and "no such file" in absent.reason
+
+
+def test_probe_all_keeps_its_deadline_even_if_a_probe_hangs_in_dns():
+    release = threading.Event()
+
+    def opener(request: urllib.request.Request, timeout: float) -> None:
+        if "slow" in request.full_url:
+            release.wait(30)  # like getaddrinfo on a dead resolver: the socket timeout does not apply
+        raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, None)  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    found = probe_all(["http://slow.example/x", "http://fast.example/x"], timeout=0.5, opener=opener)
+    elapsed = time.monotonic() - started
+    release.set()
+    assert elapsed < 3
+    assert "no answer within 0.5 s" in found["http://slow.example/x"].reason
+    assert found["http://fast.example/x"].reason.startswith("HTTP 404")
 
 
 @pytest.mark.parametrize(
