@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+import luigi.rpc
 from luigi.task import flatten
 
 from tripduration import threads as native_threads
@@ -217,10 +218,14 @@ class PipelineTask(luigi.Task):
 
         Outside a luigi worker (a task's ``run()`` called directly) there is no scheduler to tell: no-op.
         """
-        if callable(self.set_status_message):
-            self.set_status_message(message)
-        if percent is not None and callable(self.set_progress_percentage):
-            self.set_progress_percentage(max(0, min(100, int(percent))))
+        try:
+            if callable(self.set_status_message):
+                self.set_status_message(message)
+            if percent is not None and callable(self.set_progress_percentage):
+                self.set_progress_percentage(max(0, min(100, int(percent))))
+        except luigi.rpc.RPCError as exc:
+            # luigid is gone: the task's work is still good; the worker reports the loss once (tasks.runner)
+            logging.getLogger("luigi-interface").debug("progress not reported: %s", exc)
 
 
 def invalidations_file() -> Path:
