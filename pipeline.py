@@ -10,6 +10,8 @@
     python pipeline.py models                                    registered versions, status, metrics, reasons
     python pipeline.py rollback vNNNN [--reason ...]             point production back at a version
     python pipeline.py export-mlflow [--tracking-uri URI]        mirror the registry into MLflow (runs, aliases)
+    python pipeline.py status [JOB ARGS]                 which tasks of a job are complete, which would run, why
+    python pipeline.py invalidate TASK_FAMILY [--param value ...]   rerun a task and its downstream next time
 
 Common flags: ``--color``, ``--workers N``, ``--scheduler-host/--scheduler-port`` (central scheduler; the
 local scheduler is used otherwise). Works from any working directory: it reads the ``luigi.cfg`` next to
@@ -27,6 +29,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,11 +73,15 @@ from luigi.tools.range import RangeMonthly  # noqa: E402
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
 from tasks.config_check import ConfigurationError, check_configuration  # noqa: E402
-from tasks.runner import run  # noqa: E402
+from tasks.inspect import format_status, invalidate, job_status  # noqa: E402
+from tasks.result import result_block  # noqa: E402
+from tasks.runner import JobOutcome, run  # noqa: E402
 from tripduration.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
 from tripduration.registry import GateRejectedError, ModelRegistry, check_version  # noqa: E402
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
+JOB_COMMANDS = ("train", "monthly", "backfill", "monthly-run")
+LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
 LAST = "last"
@@ -392,9 +399,64 @@ def configured_workers_error() -> str | None:
     return None
 
 
+def timestamped_logging() -> None:
+    """luigi's log lines with a date and time (its default format has none), so a user sees how long a task took."""
+    import logging
+
+    luigi.interface.InterfaceLogging.setup(luigi.interface.core())
+    for handler in logging.getLogger("luigi-interface").handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
+
+
+def job_args(argv: list[str]) -> argparse.Namespace:
+    """The arguments of a job command (``train`` when none is named)."""
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["train", *argv]
+    return build_parser().parse_args(argv)
+
+
+def status_command(argv: list[str], today: dt.date | None) -> int:
+    """``pipeline.py status [JOB ARGS]``: which tasks of the job are complete, which would run and why."""
+    args = job_args(argv)
+    if args.command not in JOB_COMMANDS:
+        print(
+            f"pipeline.py status: error: give a job ({', '.join(JOB_COMMANDS)}), not {args.command!r}", file=sys.stderr
+        )
+        return 2
+    print(format_status(job_status(tasks_for(args, today))))
+    return 0
+
+
+def invalidate_command(argv: list[str]) -> int:
+    """``pipeline.py invalidate TASK_FAMILY [--param value ...]``: force that task and everything downstream of it
+    to run again on the next run (new output folders; nothing else changes and nothing is deleted)."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    from tasks.base import PipelineTask
+
+    if not argv or argv[0].startswith("-"):
+        print("usage: pipeline.py invalidate TASK_FAMILY [--param value ...]  (e.g. ValidatedTrips --month 2021-03)")
+        return 2
+    with CmdlineParser.global_instance(argv) as parser:
+        task = parser.get_task_obj()
+    if not isinstance(task, PipelineTask):
+        print(f"pipeline.py invalidate: error: {task.task_family} has no outputs of its own to redo", file=sys.stderr)
+        return 2
+    mark = invalidate(task)
+    print(f"invalidated {task.task_id} ({mark}): it and every task downstream of it run again on the next run")
+    return 0
+
+
 def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
     """Parse ``argv``, run the command, return the exit code; ``today`` is for tests of ``last``/``--last``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("status", "invalidate"):
+        try:
+            check_configuration()
+        except ConfigurationError as exc:
+            print(f"pipeline.py: error: {exc}", file=sys.stderr)
+            return 2
+        return status_command(argv[1:], today) if argv[0] == "status" else invalidate_command(argv[1:])
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "train")
     args = build_parser().parse_args(argv)
@@ -419,13 +481,23 @@ def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
     if problem:
         print(f"pipeline.py: error: {problem}", file=sys.stderr)
         return 2
-    luigi.interface.InterfaceLogging.setup(luigi.interface.core())
+    timestamped_logging()
     try:
         tasks = tasks_for(args, today)
     except ValueError as exc:  # e.g. overlapping months: refused before anything runs
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
-    code = run(tasks, workers=args.workers, scheduler_host=args.scheduler_host, scheduler_port=args.scheduler_port)
+    started = time.monotonic()
+    outcome = JobOutcome(tasks)
+    code = run(
+        tasks,
+        workers=args.workers,
+        scheduler_host=args.scheduler_host,
+        scheduler_port=args.scheduler_port,
+        outcome=outcome,
+    )
+    if outcome.result is not None:  # the job ran (not refused up front): say what it produced
+        print(result_block(outcome.tasks, outcome.result, code, time.monotonic() - started), file=sys.stderr)
     print(f"pipeline.py: {args.command} {' '.join(t.task_id for t in tasks)}: exit code {code}", file=sys.stderr)
     return code
 

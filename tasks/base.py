@@ -375,20 +375,26 @@ def _prepare_task_process(task: PipelineTask) -> None:
 
 
 def _limit_native_threads(task: PipelineTask, forked: bool) -> None:
-    """OpenMP threads: the cores the task holds (never more than usable CPUs); BLAS: one.
+    """OpenMP threads: the cores the task holds, never more than the CPUs free right now; BLAS: one.
 
-    A process that runs tasks itself (one worker) keeps OpenMP's default, which ``prepare_process`` caps at
-    the usable CPUs (``OMP_NUM_THREADS`` under a CPU quota) and an operator's ``OMP_NUM_THREADS`` overrides.
+    A process that runs tasks itself (one worker) may use every usable CPU. Either way a task on a shared,
+    busy machine starts fewer threads (:func:`tripduration.threads.free_cpus`): CPU contention then slows it
+    in proportion, instead of making its threads wait for each other at every barrier. An operator's
+    ``OMP_NUM_THREADS`` is respected as an upper bound.
     """
     from threadpoolctl import threadpool_limits
 
     # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
-    threads = min(task.task_cores(), usable_cpus()) if forked or parallelism().threads_per_task else None
-    if threads:
-        # applies process-wide until the process ends; forked task processes end with their task
-        threadpool_limits(limits=threads, user_api="openmp")
+    wanted = task.task_cores() if forked or parallelism().threads_per_task else usable_cpus()
+    operator = os.environ.get("OMP_NUM_THREADS", "")
+    if operator.isdigit() and int(operator) > 0:
+        wanted = min(wanted, int(operator))
+    threads = max(1, min(wanted, usable_cpus(), native_threads.free_cpus()))
+    # applies process-wide until changed; every task sets it at its start
+    threadpool_limits(limits=threads, user_api="openmp")
+    task.__dict__["_openmp_threads"] = threads
 
 
 def _die_with_parent() -> None:

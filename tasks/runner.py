@@ -25,12 +25,13 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import luigi
 import luigi.retcodes
 import luigi.rpc
-from luigi.execution_summary import LuigiStatusCode
+from luigi.execution_summary import LuigiRunResult, LuigiStatusCode
 from luigi.task import flatten
 from luigi.task_register import Register
 
@@ -320,7 +321,9 @@ def _sweep(central: bool) -> None:
         log.warning("removed %s, left by a run that was killed", path)
 
 
-def _preflight_and_build(tasks: list[luigi.Task], kwargs: dict[str, object], address: str | None) -> int:
+def _preflight_and_build(
+    tasks: list[luigi.Task], kwargs: dict[str, object], address: str | None, outcome: JobOutcome
+) -> int:
     codes = luigi.retcodes.retcode()
     _sweep(address is not None)
     if not all(task.complete() for task in tasks):
@@ -336,9 +339,11 @@ def _preflight_and_build(tasks: list[luigi.Task], kwargs: dict[str, object], add
             return codes.missing_data or 1
     try:
         tasks, fetched = fetch_inputs_first(tasks, kwargs)
+        outcome.tasks = tasks
         if fetched:
             return fetched
         result = luigi.build(tasks, **kwargs)
+        outcome.result = result
     except luigi.rpc.RPCError as exc:
         cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         log.error(
@@ -351,14 +356,28 @@ def _preflight_and_build(tasks: list[luigi.Task], kwargs: dict[str, object], add
     return exit_code(result, tasks)
 
 
+@dataclass
+class JobOutcome:
+    """What a run leaves for the result block (``tasks.result``): the tasks built and luigi's run result."""
+
+    tasks: list[luigi.Task] = field(default_factory=list)
+    result: LuigiRunResult | None = None
+
+
 def run(
     tasks: list[luigi.Task],
     *,
     workers: int | None = None,
     scheduler_host: str | None = None,
     scheduler_port: int | None = None,
+    outcome: JobOutcome | None = None,
 ) -> int:
-    """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg and the constants above)."""
+    """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg and the constants above).
+
+    ``outcome`` (optional) receives the tasks that were built and luigi's run result.
+    """
+    outcome = outcome if outcome is not None else JobOutcome(list(tasks))
+    outcome.tasks = list(tasks)
     codes = luigi.retcodes.retcode()
     kwargs, central = _build_kwargs(workers, scheduler_host, scheduler_port)
     address = f"{central[0]}:{central[1]}" if central else None
@@ -367,7 +386,7 @@ def run(
             check_scheduler(*central)
         offer_cores(f"http://{address}" if central else None)
         with contextlib.nullcontext() if central else work_dir_lock():
-            return _preflight_and_build(tasks, kwargs, address)
+            return _preflight_and_build(tasks, kwargs, address, outcome)
     except SchedulerUnreachableError as exc:
         log.error("%s", exc)
         return SCHEDULER_UNREACHABLE

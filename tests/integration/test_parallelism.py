@@ -67,7 +67,9 @@ def test_resources_follow_the_cores_setting(probe_config, config):
     assert CoreProbe(name="e", heavy=True).task_cores() == 1
 
 
-def test_two_workers_run_light_tasks_side_by_side_and_the_heavy_one_alone(probe_config):
+def test_two_workers_run_light_tasks_side_by_side_and_the_heavy_one_alone(probe_config, monkeypatch):
+    # an idle machine (forked task processes inherit the patch): this test is about the cores resource
+    monkeypatch.setattr("tripduration.threads.other_runnable", lambda: 0)
     assert runner.run([Probes()], workers=2) == 0
     files = probe_config.glob("work/CoreProbe/*/probe.json")
     probes = {p["name"]: p for p in (json.loads(f.read_text()) for f in files)}
@@ -90,3 +92,12 @@ def test_offer_cores_asks_luigid_and_asks_for_nothing_it_lacks(monkeypatch, conf
     assert runner.offer_cores("http://127.0.0.1:1") == 3 and scheduler_cores() == 3
     monkeypatch.setattr(RemoteScheduler, "resource_list", lambda self: [])
     assert runner.offer_cores("http://127.0.0.1:1") == 0 and scheduler_cores() == 0
+
+
+def test_on_a_busy_machine_a_task_starts_only_the_threads_free_cpus_allow(probe_config, monkeypatch):
+    """One other runnable process on 2 CPUs: even the all-cores task uses one OpenMP thread (CPU contention
+    then slows it in proportion instead of making its threads wait for each other at every barrier)."""
+    monkeypatch.setattr("tripduration.threads.other_runnable", lambda: 1)
+    assert runner.run([CoreProbe(name="busy", heavy=True)], workers=2) == 0
+    (probe,) = [json.loads(f.read_text()) for f in probe_config.glob("work/CoreProbe/*/probe.json")]
+    assert probe["threads"] == [1], probe

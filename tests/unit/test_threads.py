@@ -102,3 +102,15 @@ def test_called_after_sklearn_it_warns_that_the_runtime_still_spins() -> None:
     proc = _python("import sklearn.ensemble; from tripduration.threads import prepare_process; prepare_process()")
     assert "GOMP_SPINCOUNT = '" in proc.stderr and "GOMP_SPINCOUNT = '0'" not in proc.stderr, proc.stderr
     assert "could not apply OMP_WAIT_POLICY=PASSIVE to this process" in proc.stderr
+
+
+def test_other_runnable_reads_the_instant_count_of_runnable_tasks(tmp_path):
+    from tripduration.threads import other_runnable
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.50 0.40 0.30 3/120 4242\n")  # 3 runnable, one of them the reader
+    assert other_runnable(samples=1, loadavg=loadavg) == 2
+    loadavg.write_text("0.50 0.40 0.30 1/120 4242\n")
+    assert other_runnable(samples=1, loadavg=loadavg) == 0
+    loadavg.write_text("garbage")
+    assert other_runnable(samples=1, loadavg=loadavg) == 0  # unknown: assume idle
