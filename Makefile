@@ -8,18 +8,28 @@ SCHEDULER_DIR ?= var/scheduler
 PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
+
+.PHONY: lock
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The environment is installed from requirements.lock: every package (direct and pulled in), exact version
+# and sha256 of its files, so two installs a month apart are the same. requirements.txt / requirements-dev.txt
+# name the direct dependencies; `make lock` re-resolves them into the lock (after editing a pin).
+$(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the pinned requirements
+setup: $(STAMP) ## create .venv and install the locked environment (requirements.lock, sha256-checked)
+
+lock: $(STAMP) ## re-resolve requirements*.txt into requirements.lock with hashes (uv; needs the package index)
+	$(PY) -m pip install --quiet uv==0.9.9
+	$(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements.lock
 
 run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03)
 	$(PY) pipeline.py $(ARGS)
