@@ -9,7 +9,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock
+.PHONY: lock demo
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -33,6 +33,9 @@ lock: $(STAMP) ## re-resolve requirements*.txt into requirements.lock with hashe
 
 run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03)
 	$(PY) pipeline.py $(ARGS)
+
+demo: $(STAMP) ## offline demo of the monthly loop on months built from the embedded ones: drift, retrain, gate (~1 min)
+	$(PY) scripts/demo_monthly_loop.py
 
 test: $(STAMP) ## fast test suite (unit, integration on small slices, recovery)
 	$(PY) -m pytest -q
