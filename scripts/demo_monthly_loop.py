@@ -53,7 +53,8 @@ def build(home: Path, rows: int) -> Path:
         later_month(DATA / f"green_tripdata_{month}.parquet", raw / f"green_tripdata_{month}.parquet", 0, 1.0, rows, i)
     later_month(DATA / "green_tripdata_2021-03.parquet", raw / "green_tripdata_2021-04.parquet", 31, 1.0, rows, 3)
     for i, (month, (source, days)) in enumerate(SLOWER.items()):
-        later_month(DATA / f"green_tripdata_{source}.parquet", raw / f"green_tripdata_{month}.parquet", days, 1.6, rows, 4 + i)
+        src, dest = DATA / f"green_tripdata_{source}.parquet", raw / f"green_tripdata_{month}.parquet"
+        later_month(src, dest, days, 1.6, rows, 4 + i)
     shutil.copy(DATA / "taxi_zone_lookup.csv", raw / "taxi_zone_lookup.csv")
     cfg = home / "demo.cfg"
     cfg.write_text(
