@@ -93,6 +93,19 @@ def folder_output(path: Path | str) -> luigi.target.FileSystemTarget:
     return luigi.LocalTarget(str(path).rstrip("/"))
 
 
+def open_registry(name: str) -> Any:
+    """The ``ModelRegistry`` of ``name`` under ``[paths] registry_dir``; for ``s3://`` with the same boto3
+    settings (``[s3]``, AWS environment) as luigi's targets."""
+    from tripduration.registry import ModelRegistry
+
+    root = str(paths().registry_dir)
+    if is_s3_url(root):
+        from tasks.s3_targets import storage_from_config
+
+        return ModelRegistry(root, name, storage=storage_from_config(f"{root.rstrip('/')}/{name}"))
+    return ModelRegistry(project_path(root), name)
+
+
 def is_remote(target: object) -> bool:
     """True for luigi.contrib.s3 targets (the module is not imported for a local target)."""
     return type(target).__module__ == "luigi.contrib.s3"

@@ -17,8 +17,7 @@ from tasks.base import (
     atomic_path,
     file_target,
     location,
-    paths,
-    project_path,
+    open_registry,
     read_json,
     registry,
     validation,
@@ -76,7 +75,7 @@ class monitoring(luigi.Config):  # noqa: N801
 
 
 def model_registry(color: str) -> ModelRegistry:
-    return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=color))
+    return open_registry(registry().model_name.format(color=color))
 
 
 class ModelVersionParameter(luigi.Parameter):

@@ -9,7 +9,7 @@ from typing import Any
 import luigi
 from luigi.util import inherits
 
-from tasks.base import PipelineTask, local_copy, paths, project_path, read_json, registry, write_json
+from tasks.base import PipelineTask, local_copy, open_registry, read_json, registry, write_json
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.evaluation import EvaluationReport
 from tasks.training import FinalModel, load_model
@@ -46,7 +46,7 @@ class RegisteredModel(PipelineTask):
         return self.target("registration.json")
 
     def model_registry(self) -> ModelRegistry:
-        return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=self.color))
+        return open_registry(registry().model_name.format(color=self.color))
 
     def data_lineage(self) -> list[dict[str, Any]]:
         lineage = []

@@ -33,7 +33,7 @@ def keys(s3: Any, prefix: str) -> list[str]:
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
-def test_metrics(registry_dir: Path) -> dict[str, Any]:
+def test_metrics(registry_dir: Path | str) -> dict[str, Any]:
     registry = ModelRegistry(registry_dir, "green-trip-duration")
     return registry.metadata(registry.versions()[-1])["metrics"]["test"]
 
@@ -43,12 +43,12 @@ test_metrics.__test__ = False  # type: ignore[attr-defined]  # a helper, not a t
 
 @pytest.fixture
 def s3_paths(pipeline_env, s3_env, tmp_path, monkeypatch) -> Any:
-    """work_dir and raw_dir in the bucket; the registry local (its S3 backend is separate work)."""
+    """work_dir, raw_dir and registry_dir in the bucket (the zone lookup stays a local file)."""
     upload_raw(s3_env, pipeline_env.raw_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     pipeline_env.config.set("paths", "work_dir", s3_env.url("work"))
     pipeline_env.config.set("paths", "raw_dir", s3_env.url("raw"))
-    pipeline_env.config.set("paths", "registry_dir", str(tmp_path / "s3-run-models"))
+    pipeline_env.config.set("paths", "registry_dir", s3_env.url("registry"))
     return s3_env
 
 
@@ -62,11 +62,11 @@ def test_training_graph_on_s3_matches_the_local_run(pipeline_env, run_tasks, s3_
 
     pipeline_env.config.set("paths", "work_dir", s3_paths.url("work"))
     pipeline_env.config.set("paths", "raw_dir", s3_paths.url("raw"))
-    pipeline_env.config.set("paths", "registry_dir", str(tmp_path / "s3-run-models"))
+    pipeline_env.config.set("paths", "registry_dir", s3_paths.url("registry"))
     result = run_tasks([TrainingPipeline()])
     assert result.ok, result
     assert sum(r.startswith("CandidateScore") for r in result.ran) == 3
-    assert test_metrics(tmp_path / "s3-run-models") == local
+    assert test_metrics(s3_paths.url("registry")) == local
 
     written = keys(s3_paths, "work/")
     families = {key.split("/")[1] for key in written}
@@ -74,7 +74,9 @@ def test_training_graph_on_s3_matches_the_local_run(pipeline_env, run_tasks, s3_
     assert any(k.startswith("work/EvaluationReport/") and k.endswith("/report/_SUCCESS") for k in written)
     assert not any("-luigi-tmp-" in k for k in written)
     # the lineage records the sha256 of the bytes read, and the object's URL, not a scratch path
-    registry = ModelRegistry(tmp_path / "s3-run-models", "green-trip-duration")
+    registry = ModelRegistry(s3_paths.url("registry"), "green-trip-duration")
+    assert registry.versions() == ["v0001"] and registry.production()["version"] == "v0001"
+    assert any(k.startswith("registry/green-trip-duration/history.jsonl.d/") for k in keys(s3_paths, "registry/"))
     data = registry.metadata(registry.versions()[-1])["data"]
     assert all(len(d["sha256"]) == 64 for d in data)
     assert {d["file"] for d in data} == {f"green_tripdata_{m}.parquet" for m in MONTHS[:3]}
