@@ -40,6 +40,77 @@ def project_path(value: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def is_s3_url(value: object) -> bool:
+    """``s3://bucket/prefix``: a location in an S3-compatible store (see docs/object-storage.md)."""
+    return str(value).startswith("s3://")
+
+
+class S3Url(str):
+    """An ``s3://bucket/key`` URL with the few ``Path`` operations output paths use (``/``, ``name``,
+    ``parent``, ``with_name``). ``Path("s3://b/k")`` would collapse the ``//`` and make a local path."""
+
+    def __truediv__(self, other: object) -> S3Url:
+        return S3Url(f"{self.rstrip('/')}/{str(other).lstrip('/')}")
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> S3Url:
+        return S3Url(self.rstrip("/").rsplit("/", 1)[0])
+
+    def with_name(self, name: str) -> S3Url:
+        return self.parent / name
+
+
+def location(value: str) -> Path | S3Url:
+    """A configured ``[paths]`` value: an :class:`S3Url` for ``s3://``, else :func:`project_path`."""
+    return S3Url(str(value).rstrip("/")) if is_s3_url(value) else project_path(value)
+
+
+def work_root() -> Path | S3Url:
+    """``[paths] work_dir``: a local folder or an ``s3://`` prefix."""
+    return location(paths().work_dir)
+
+
+def file_target(path: Path | str) -> luigi.target.FileSystemTarget:
+    """One output file: ``LocalTarget``, or an ``S3Target`` for an ``s3://`` URL (luigi.contrib.s3 and
+    boto3 are imported only then, so local runs do not pay for them)."""
+    if is_s3_url(path):
+        from tasks.s3_targets import target_for
+
+        return target_for(str(path))
+    return luigi.LocalTarget(str(path))
+
+
+def folder_output(path: Path | str) -> luigi.target.FileSystemTarget:
+    """One output folder: ``LocalTarget`` (appears by one rename), or an ``S3FlagTarget`` (``_SUCCESS`` last)."""
+    if is_s3_url(path):
+        from tasks.s3_targets import folder_target
+
+        return folder_target(str(path))
+    return luigi.LocalTarget(str(path).rstrip("/"))
+
+
+def open_registry(name: str) -> Any:
+    """The ``ModelRegistry`` of ``name`` under ``[paths] registry_dir``; for ``s3://`` with the same boto3
+    settings (``[s3]``, AWS environment) as luigi's targets."""
+    from tripduration.registry import ModelRegistry
+
+    root = str(paths().registry_dir)
+    if is_s3_url(root):
+        from tasks.s3_targets import storage_from_config
+
+        return ModelRegistry(root, name, storage=storage_from_config(f"{root.rstrip('/')}/{name}"))
+    return ModelRegistry(project_path(root), name)
+
+
+def is_remote(target: object) -> bool:
+    """True for luigi.contrib.s3 targets (the module is not imported for a local target)."""
+    return type(target).__module__ == "luigi.contrib.s3"
+
+
 # --------------------------------------------------------------------------- configuration sections
 class paths(luigi.Config):  # noqa: N801 - luigi maps the class name to the [paths] section
     """``[paths]``: where raw inputs are read and everything the pipeline writes goes."""
@@ -199,11 +270,16 @@ class PipelineTask(luigi.Task):
         text = "_".join(f"{v}" for _, v in sorted(params.items())) or "default"
         return _SAFE.sub("-", text)[:80]
 
-    def output_dir(self) -> Path:
-        return project_path(paths().work_dir) / self.task_family / f"{self.readable_name()}-{self.fingerprint()}"
+    def output_dir(self) -> Path | S3Url:
+        return work_root() / self.task_family / f"{self.readable_name()}-{self.fingerprint()}"
 
-    def target(self, name: str) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.output_dir() / name))
+    def target(self, name: str) -> luigi.target.FileSystemTarget:
+        """An output file of this task (local or S3, following ``[paths] work_dir``)."""
+        return file_target(self.output_dir() / name)
+
+    def folder(self, name: str) -> luigi.target.FileSystemTarget:
+        """An output folder of this task (a report): on S3 it exists once its ``_SUCCESS`` flag does."""
+        return folder_output(self.output_dir() / name)
 
     def on_failure(self, exception: BaseException) -> str:
         """The explanation luigi sends to the scheduler (web view, failure mails); write errors are also logged."""
@@ -228,11 +304,26 @@ class PipelineTask(luigi.Task):
             logging.getLogger("luigi-interface").debug("progress not reported: %s", exc)
 
 
-def invalidations_file() -> Path:
-    return project_path(paths().work_dir) / ".invalidated.json"
+def invalidations_file() -> Path | S3Url:
+    return work_root() / ".invalidated.json"
 
 
 _INVALIDATIONS: dict[str, Any] = {"stamp": None, "salts": {}}
+_REMOTE_INVALIDATIONS: dict[str, dict[str, Any]] = {}
+
+
+def _remote_invalidations(url: str) -> dict[str, Any]:
+    """The invalidation marks of an ``s3://`` work directory, read once per process (one GET, not one per
+    task): a run sees the marks that existed when it started, as a local run sees the file's content."""
+    if url not in _REMOTE_INVALIDATIONS:
+        try:
+            salts = json.loads(read_bytes(file_target(url)))
+        except FileNotFoundError:
+            salts = {}
+        except ValueError as exc:
+            raise RuntimeError(f"{url}: unreadable ({exc}); delete it to forget past invalidations") from exc
+        _REMOTE_INVALIDATIONS[url] = salts if isinstance(salts, dict) else {}
+    return _REMOTE_INVALIDATIONS[url]
 
 
 def invalidation_salt(task_id: str) -> str | None:
@@ -241,6 +332,9 @@ def invalidation_salt(task_id: str) -> str | None:
     The file is read again only when its stat changes, so a graph of hundreds of tasks costs one ``stat`` each.
     """
     path = invalidations_file()
+    if isinstance(path, S3Url):
+        salt = _remote_invalidations(str(path)).get(task_id)
+        return str(salt) if salt else None
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -263,8 +357,37 @@ def dependency_key(task: luigi.Task) -> str:
 
 
 def content_cache_dir() -> Path:
-    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.content`)."""
-    return project_path(paths().work_dir) / ".content-sha256"
+    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.content`).
+
+    With an ``s3://`` work directory: a local folder (``$XDG_CACHE_HOME`` or ``~/.cache``) keyed by the work
+    directory's URL. The cache only saves rehashing local files; each host keeps its own.
+    """
+    root = work_root()
+    if isinstance(root, S3Url):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return base / "tripduration" / "content-sha256" / hashlib.sha256(root.encode()).hexdigest()[:16]
+    return root / ".content-sha256"
+
+
+def s3_identity(target: luigi.target.FileSystemTarget) -> str | None:
+    """Content identity of an S3 object without reading it: its ETag and size (None if it does not exist).
+
+    Cheap (one HEAD) where hashing would download the whole month. The ETag changes whenever the object is
+    rewritten with other bytes (it is the MD5 of the body for a single PUT, of the parts for a multipart
+    upload), so a file replaced under the same name still makes new downstream outputs; the sha256 of the
+    bytes actually read is recorded by the consumer (``ValidatedTrips``' summary).
+    """
+    from tripduration.storage import parse_s3_url
+
+    bucket, key = parse_s3_url(target.path)
+    try:
+        head = target.fs.s3.meta.client.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore ClientError; 404 means absent
+        if "404" in str(exc) or "Not Found" in str(exc):
+            return None
+        raise
+    etag = head["ETag"].strip('"')
+    return f"etag={etag},bytes={head['ContentLength']}"
 
 
 class SourceFile:
@@ -281,7 +404,11 @@ class SourceFile:
     def content_sha256(self) -> str | None:
         """sha256 of the file when the graph was built (None if it did not exist then)."""
         if "_content_sha256" not in self.__dict__:
-            path = self.output().path  # type: ignore[attr-defined]
+            target = self.output()  # type: ignore[attr-defined]
+            if is_remote(target):  # an S3 object: its ETag and size stand for its content (s3_identity)
+                self.__dict__["_content_sha256"] = s3_identity(target)
+                return self.__dict__["_content_sha256"]
+            path = target.path
             self.__dict__["_content_sha256"] = (
                 content_sha256(path, content_cache_dir()) if os.path.isfile(path) else None
             )
@@ -299,7 +426,15 @@ def atomic_path(target: luigi.LocalTarget) -> Iterator[str]:
     Like ``LocalTarget.temporary_path`` (same ``-luigi-tmp-`` naming, same folder so the rename is atomic),
     but it removes the temporary file or folder when the block raises, and it replaces an existing output
     (left by a run that was killed after writing some, not all, of a task's outputs) instead of failing.
+    An S3 target is written in local scratch and uploaded only if the block succeeds
+    (``tasks.s3_targets.atomic_output_path``), so every task writes the same way to both places.
     """
+    if is_remote(target):
+        from tasks.s3_targets import atomic_output_path
+
+        with atomic_output_path(target) as tmp:
+            yield tmp
+        return
     final = target.path.rstrip("/")
     tmp = f"{final}-luigi-tmp-{random.randrange(10**10):010d}"
     os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
@@ -322,9 +457,75 @@ def write_json(target: luigi.LocalTarget, payload: Any) -> None:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
 
 
-def read_json(target: luigi.LocalTarget) -> Any:
-    with target.open("r") as fh:
-        return json.load(fh)
+def read_json(target: luigi.target.FileSystemTarget) -> Any:
+    return json.loads(read_bytes(target))
+
+
+def read_bytes(target: luigi.target.FileSystemTarget) -> bytes:
+    """The content of a file output, local or S3 (``FileNotFoundError`` if it does not exist)."""
+    if not is_remote(target):
+        return Path(target.path).read_bytes()
+    from tripduration.storage import parse_s3_url
+
+    bucket, key = parse_s3_url(target.path)
+    client = target.fs.s3.meta.client
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        raise FileNotFoundError(f"{target.path}: no such object") from None
+
+
+@contextlib.contextmanager
+def local_copy(target: luigi.target.FileSystemTarget, if_identity: str | None = None) -> Iterator[str]:
+    """A local path holding ``target``'s content, for readers that need a path (joblib, hashing, folders).
+
+    Local targets: the path itself. S3: the object (or, for a folder target, every object under its
+    prefix but the flag) is downloaded into a fresh scratch folder under ``TMPDIR``, under the same base
+    name, and removed after the block. ``if_identity`` (from :func:`s3_identity`): download only those
+    bytes (``If-Match`` on the ETag), so a file replaced since the graph was built is refused, not read.
+    """
+    if not is_remote(target):
+        yield target.path
+        return
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="luigi-s3-input-")
+    try:
+        local = os.path.join(scratch, S3Url(target.path).name or "input")
+        _download(target, local, if_identity)
+        yield local
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _download(target: luigi.target.FileSystemTarget, local: str, if_identity: str | None) -> None:
+    from tripduration.storage import parse_s3_url
+
+    client = target.fs.s3.meta.client
+    bucket, key = parse_s3_url(target.path)
+    flag = getattr(target, "flag", None)
+    if flag is None:
+        condition = {"IfMatch": '"' + if_identity.split(",")[0].removeprefix("etag=") + '"'} if if_identity else {}
+        try:
+            body = client.get_object(Bucket=bucket, Key=key, **condition)["Body"]
+            with open(local, "wb") as fh:
+                shutil.copyfileobj(body, fh, 1 << 20)
+        except Exception as exc:
+            if "412" in str(exc) or "PreconditionFailed" in str(exc):
+                raise RuntimeError(
+                    f"{target.path} changed while the pipeline was running ({if_identity} when the run started); "
+                    "nothing was written. Run the same command again: it will process the new content."
+                ) from exc
+            raise
+        return
+    prefix = key.rstrip("/") + "/"
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :]
+            if relative and relative != flag:
+                dest = os.path.join(local, relative)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                client.download_file(bucket, item["Key"], dest)
 
 
 class parallelism(luigi.Config):  # noqa: N801

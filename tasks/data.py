@@ -13,8 +13,11 @@ from tasks.base import (
     SourceFile,
     atomic_path,
     download,
+    file_target,
+    is_remote,
+    local_copy,
+    location,
     paths,
-    project_path,
     validation,
     write_json,
 )
@@ -45,10 +48,10 @@ class TripData(SourceFile, PipelineTask):
     def file_name(self) -> str:
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"
 
-    def output(self) -> luigi.LocalTarget:
-        embedded = project_path(paths().raw_dir) / self.file_name()
+    def output(self) -> luigi.target.FileSystemTarget:
+        embedded = file_target(location(paths().raw_dir) / self.file_name())
         if embedded.exists():
-            return luigi.LocalTarget(str(embedded))
+            return embedded
         return self.target(self.file_name())
 
     def run(self) -> None:
@@ -73,8 +76,8 @@ class TripData(SourceFile, PipelineTask):
 class ZoneLookup(SourceFile, luigi.ExternalTask):
     """The TLC taxi zone lookup CSV (tracked in ``data/``); its content is part of its consumers' fingerprints."""
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(project_path(paths().zone_lookup)))
+    def output(self) -> luigi.target.FileSystemTarget:
+        return file_target(location(paths().zone_lookup))
 
 
 @inherits(TripData)
@@ -95,12 +98,18 @@ class ValidatedTrips(PipelineTask):
         cfg = validation()
         rules = Rules(cfg.min_duration_min, cfg.max_duration_min, cfg.max_distance_miles)
         sources = self.requires()
-        zones, zones_sha256 = read_zone_ids(self.input()["zones"].path)
+        inputs = self.input()
+        # S3 inputs: downloaded once to local scratch, only if still the bytes the graph was built on
+        # (If-Match); then hashed and read from the same copy (read_unchanged), as a local file
+        with local_copy(inputs["zones"], remote_identity(sources["zones"])) as zones_path:
+            zones, zones_sha256 = read_zone_ids(zones_path)
         check_content(sources["zones"], zones_sha256)
-        self.progress(f"validating {self.input()['trips'].path}", 10)
-        kept, rejected, summary = validate_trip_file(self.input()["trips"].path, self.month, rules, zones)
+        self.progress(f"validating {inputs['trips'].path}", 10)
+        with local_copy(inputs["trips"], remote_identity(sources["trips"])) as trips_path:
+            kept, rejected, summary = validate_trip_file(trips_path, self.month, rules, zones)
         check_content(sources["trips"], summary["source"]["sha256"])
-        summary["zone_lookup"] = {"path": self.input()["zones"].path, "sha256": zones_sha256}
+        summary["source"]["path"] = inputs["trips"].path
+        summary["zone_lookup"] = {"path": inputs["zones"].path, "sha256": zones_sha256}
         self.progress(
             f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 70
         )
@@ -125,7 +134,7 @@ class ModelInputTable(PipelineTask):
 
     def run(self) -> None:
         self.progress("reading kept trips", 10)
-        kept = read_parquet(self.input()["kept.parquet"].path, columns=list(MODEL_TABLE_SOURCE_COLUMNS))
+        kept = read_table(self.input()["kept.parquet"], columns=list(MODEL_TABLE_SOURCE_COLUMNS))
         table = modelling_table(kept)
         self.progress(f"writing {len(table)} rows of model inputs and target", 60)
         with atomic_path(self.output()) as tmp:
@@ -137,6 +146,8 @@ def check_content(source: SourceFile, actual_sha256: str) -> None:
     """Refuse to record results of a file that changed after the graph was built (its digest is in the
     fingerprint of this task's output path): the outputs would describe other bytes than their path says."""
     expected = source.content_sha256()
+    if is_remote(source.output()):  # identity is the ETag, checked by the download itself (If-Match)
+        return
     if expected is not None and expected != actual_sha256:
         raise RuntimeError(
             f"{source.output().path} changed while the pipeline was running (sha256 {expected[:12]}... when the "
@@ -145,5 +156,15 @@ def check_content(source: SourceFile, actual_sha256: str) -> None:
         )
 
 
-def read_table(target: luigi.LocalTarget) -> pd.DataFrame:
-    return read_parquet(target.path)
+def remote_identity(source: SourceFile) -> str | None:
+    """The ETag identity the graph was built on, for an S3 input (None for a local file)."""
+    return source.content_sha256() if is_remote(source.output()) else None
+
+
+def read_table(target: luigi.target.FileSystemTarget, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet output, local or S3 (column-wise ranged reads with pyarrow's S3 filesystem)."""
+    if is_remote(target):
+        from tasks.s3_targets import read_parquet_target
+
+        return read_parquet_target(target, columns)
+    return read_parquet(target.path, columns=columns)

@@ -13,12 +13,15 @@ from tasks.base import (
     ColorParameter,
     MonthParameter,
     PipelineTask,
+    S3Url,
     atomic_path,
-    paths,
-    project_path,
+    file_target,
+    location,
+    open_registry,
     read_json,
     registry,
     validation,
+    work_root,
     write_json,
 )
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
@@ -27,7 +30,7 @@ from tripduration.evaluation import render_monitoring_html
 from tripduration.monitoring import RETRAIN_RULES, RetrainPolicy, Thresholds, monitor_month, retrain_decision
 from tripduration.months import format_month
 from tripduration.nodes import BATCH_INPUT_COLUMNS, lineage_months, score_dispatchable
-from tripduration.parquet import read_parquet, write_parquet
+from tripduration.parquet import write_parquet
 from tripduration.registry import ModelRegistry, check_version
 
 
@@ -72,7 +75,7 @@ class monitoring(luigi.Config):  # noqa: N801
 
 
 def model_registry(color: str) -> ModelRegistry:
-    return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=color))
+    return open_registry(registry().model_name.format(color=color))
 
 
 class ModelVersionParameter(luigi.Parameter):
@@ -120,7 +123,7 @@ class ModelVersionTask(PipelineTask):
         except ValueError as exc:
             raise RuntimeError(str(exc)) from None
 
-    def output_dir(self) -> Path:
+    def output_dir(self) -> Path | S3Url:
         base = super().output_dir()
         return base.with_name(f"{base.name}-{self.resolved_version()}")
 
@@ -154,8 +157,8 @@ class BatchPredictions(ModelVersionTask):
         self.progress("loading the model", 5)
         model, meta = self.load()
         columns = list(BATCH_INPUT_COLUMNS)
-        kept = read_parquet(self.input()["kept.parquet"].path, columns=columns)
-        rejected = read_parquet(self.input()["rejected.parquet"].path, columns=[*columns, "reason"])
+        kept = read_table(self.input()["kept.parquet"], columns=columns)
+        rejected = read_table(self.input()["rejected.parquet"], columns=[*columns, "reason"])
         cfg = validation()
         self.progress(f"predicting {len(kept)} kept trips and the scorable rejected ones with {meta['version']}", 30)
         predictions, facts = score_dispatchable(
@@ -183,8 +186,8 @@ class MonitoringReport(ModelVersionTask):
             "validated": ValidatedTrips(color=self.color, month=self.month),
         }
 
-    def output(self) -> luigi.LocalTarget:
-        return self.target("report")
+    def output(self) -> luigi.target.FileSystemTarget:
+        return self.folder("report")
 
     def run(self) -> None:
         self.progress("loading the model and its reference profile", 5)
@@ -265,11 +268,11 @@ class MonthlyRun(PipelineTask):
         named["model_version"] = production_version(named["color"])
         return [(name, named[name]) for name, _ in values]
 
-    def output_dir(self) -> Path:
+    def output_dir(self) -> Path | S3Url:
         """``<work_dir>/MonthlyRun/<color>_<YYYY-MM>-c<code_version>``: one record per month, whatever the
         version it pinned (recorded inside) and whatever changed upstream since (the month's run happened)."""
         name = f"{self.color}_{format_month(self.month)}-c{self.code_version}"
-        return project_path(paths().work_dir) / self.task_family / name
+        return work_root() / self.task_family / name
 
     def decision_key(self) -> str:
         return f"MonthlyRun-{self.color}-{format_month(self.month)}"
@@ -299,8 +302,8 @@ class MonthlyRun(PipelineTask):
 
     def _base_record(self) -> dict[str, Any]:
         predictions = self.input()["predictions"]
-        scoring_file = Path(predictions.path).with_name("scoring.json")
-        scoring = json.loads(scoring_file.read_text()) if scoring_file.exists() else {}
+        scoring_file = file_target(location(predictions.path).with_name("scoring.json"))
+        scoring = read_json(scoring_file) if scoring_file.exists() else {}
         return {
             "month": format_month(self.month),
             "color": self.color,
@@ -312,8 +315,8 @@ class MonthlyRun(PipelineTask):
         }
 
     def _monitored_record(self) -> dict[str, Any]:
-        monitoring_dir = Path(self.input()["monitoring"].path)
-        report = json.loads((monitoring_dir / "monitoring.json").read_text())
+        monitoring_dir = location(self.input()["monitoring"].path)
+        report = read_json(file_target(monitoring_dir / "monitoring.json"))
         policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), monitoring().policy())
         return {
             "verdict": report["verdict"],

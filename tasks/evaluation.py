@@ -34,8 +34,8 @@ class EvaluationReport(TrainingWindow):
             "test": ModelInputTable(color=self.color, month=self.test_month),
         }
 
-    def output(self) -> luigi.LocalTarget:
-        return self.target("report")
+    def output(self) -> luigi.target.FileSystemTarget:
+        return self.folder("report")
 
     def run(self) -> None:
         inputs = self.input()

@@ -9,7 +9,7 @@ from typing import Any
 import luigi
 from luigi.util import inherits
 
-from tasks.base import PipelineTask, paths, project_path, read_json, registry, write_json
+from tasks.base import PipelineTask, local_copy, open_registry, read_json, registry, write_json
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.evaluation import EvaluationReport
 from tasks.training import FinalModel, load_model
@@ -46,7 +46,7 @@ class RegisteredModel(PipelineTask):
         return self.target("registration.json")
 
     def model_registry(self) -> ModelRegistry:
-        return ModelRegistry(project_path(paths().registry_dir), registry().model_name.format(color=self.color))
+        return open_registry(registry().model_name.format(color=self.color))
 
     def data_lineage(self) -> list[dict[str, Any]]:
         lineage = []
@@ -71,7 +71,11 @@ class RegisteredModel(PipelineTask):
 
     def run(self) -> None:
         inputs = self.input()
-        report_dir = Path(inputs["report"].path)
+        # outputs in S3 are copied to local scratch first: the registry copies files from local paths
+        with local_copy(inputs["report"]) as report_dir, local_copy(inputs["model"]["model"]) as model_path:
+            self._register(inputs, Path(report_dir), Path(model_path))
+
+    def _register(self, inputs: dict[str, Any], report_dir: Path, model_path: Path) -> None:
         evaluation = read_json(luigi.LocalTarget(str(report_dir / "metrics.json")))
         fit = read_json(inputs["model"]["fit"])
         self.progress("hashing input files", 10)
@@ -102,7 +106,7 @@ class RegisteredModel(PipelineTask):
         self.progress("applying the quality gate", 60)
         result = register_with_gate(
             self.model_registry(),
-            Path(inputs["model"]["model"].path),
+            model_path,
             report_dir,
             metadata,
             read_table(inputs["test"]),

@@ -9,10 +9,8 @@ the verdict, drift, retraining and promotion.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import luigi
@@ -47,7 +45,9 @@ def stage_times(result: LuigiRunResult | None, task_ids: Iterable[str] | None = 
 
 def _read_json(target: Any) -> dict[str, Any] | None:
     try:
-        return json.loads(Path(target.path).read_text())
+        from tasks.base import read_json
+
+        return read_json(target)
     except (OSError, ValueError, AttributeError):
         return None
 

@@ -35,7 +35,7 @@ from luigi.execution_summary import LuigiRunResult, LuigiStatusCode
 from luigi.task import flatten
 from luigi.task_register import Register
 
-from tasks.base import download, explain_write_error, paths, project_path, sweep_orphans, usable_cpus
+from tasks.base import download, explain_write_error, is_s3_url, paths, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
 from tripduration.fetch import probe_all
 from tripduration.months import format_month
@@ -142,12 +142,18 @@ def describe_holder(lock_path: Path, now: dt.datetime | None = None) -> str:
 
 
 @contextlib.contextmanager
-def work_dir_lock() -> Iterator[Path]:
+def work_dir_lock() -> Iterator[Path | None]:
     """Hold an exclusive, non-blocking lock on the work directory for the life of the run.
 
     The kernel releases it when the process dies, so a killed run never leaves a stale lock. The file
     records the holder's pid, start time, host and command line for :func:`describe_holder`.
+
+    An ``s3://`` work directory takes no lock: a local file would not stop a run on another host. There,
+    luigid coordinates (it gives each task to one worker) or the operator runs one command at a time.
     """
+    if is_s3_url(paths().work_dir):
+        yield None
+        return
     work = project_path(paths().work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lock_path = work / ".pipeline.lock"
@@ -312,9 +318,11 @@ def _build_kwargs(
 def _sweep(central: bool) -> None:
     """Remove files a killed run left half-written; with luigid other workers may be writing right now, so
     only old ones are removed then."""
-    swept = sweep_orphans([project_path(paths().work_dir)], older_than_seconds=3600 if central else 0)
-    registry_root = project_path(paths().registry_dir)
-    for home in sorted(registry_root.iterdir()) if registry_root.is_dir() else []:
+    # an s3:// work directory has nothing to sweep: S3 outputs are uploaded whole, temporaries stay in TMPDIR
+    local_work = [] if is_s3_url(paths().work_dir) else [project_path(paths().work_dir)]
+    swept = sweep_orphans(local_work, older_than_seconds=3600 if central else 0)
+    registry_root = None if is_s3_url(paths().registry_dir) else project_path(paths().registry_dir)
+    for home in sorted(registry_root.iterdir()) if registry_root and registry_root.is_dir() else []:
         if home.is_dir():  # every registry write holds the model's lock: sweep under it
             swept += ModelRegistry(registry_root, home.name).sweep_orphans()
     for path in swept:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import joblib
@@ -14,7 +15,9 @@ from tasks.base import (
     MonthParameter,
     PipelineTask,
     atomic_path,
+    is_remote,
     model_search,
+    read_bytes,
     read_json,
     training,
     write_json,
@@ -146,5 +149,8 @@ class FinalModel(TrainingWindow):
         self.progress(f"{self.role}: {name}: fitted in {seconds:.1f}s", 100)
 
 
-def load_model(target: luigi.LocalTarget) -> Any:
-    return joblib.load(target.path)
+def load_model(target: luigi.target.FileSystemTarget) -> Any:
+    """A fitted model output, local or S3 (read as bytes: joblib loads from a file object)."""
+    if not is_remote(target):
+        return joblib.load(target.path)
+    return joblib.load(io.BytesIO(read_bytes(target)))

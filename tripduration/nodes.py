@@ -276,7 +276,10 @@ def _recorded_ratio_gate(metrics: Mapping[str, Any], production: Mapping[str, An
 
 
 def gate_decision(
-    registry: ModelRegistry, metadata: Mapping[str, Any], test: pd.DataFrame
+    registry: ModelRegistry,
+    metadata: Mapping[str, Any],
+    test: pd.DataFrame,
+    production: Mapping[str, Any] | None | bool = False,
 ) -> tuple[GateDecision, dict[str, Any]]:
     """The quality gate, on a month neither model was fitted on (issue 15.1).
 
@@ -284,7 +287,8 @@ def gate_decision(
     it was trained or validated on (its registered lineage; a model without lineage is taken as not fitted
     on it). Otherwise the gate says it cannot compare there and decides by :func:`_recorded_ratio_gate`.
     (Comparing both on a third month neither used would need that month's table at registration; not done.)
-    Returns the decision and the facts recorded with it, both models' months included.
+    Returns the decision and the facts recorded with it, both models' months included. ``production``: the
+    pointer to compare with (default: the registry's current one).
     """
     metrics = metadata["metrics"]
     test_month = next(iter(lineage_months(metadata).get("test", [])), None)
@@ -295,8 +299,9 @@ def gate_decision(
         "production_rmse_on_test_month": None,
         "compared_on_month": None,
     }
-    production = registry.production()
-    if production is None:
+    if production is False:
+        production = registry.production()
+    if not production:
         decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], None)
         return decision, {**facts, "rule": "no_production"}
     version = str(production["version"])
@@ -359,14 +364,32 @@ def register_with_gate(
             return {"version": existing, "reused": True, "gate": gate}
         decision, facts = gate_decision(registry, metadata, test)
         gate = {"promote": decision.promote, "reason": decision.reason, **facts}
-        with tempfile.TemporaryDirectory(prefix=".staging-report-", dir=registry.home) as staging:
+        scratch = registry.home if registry.store is None else None  # S3: local TMPDIR
+        with tempfile.TemporaryDirectory(prefix=".staging-report-", dir=scratch) as staging:
             report = _registered_report(report_dir, Path(staging), {"version": _next_version(registry), "gate": gate})
             version = registry.register(
                 model_file, {**metadata, "gate": gate}, {"report": report}, key=key, extra_files=dict(extra_files or {})
             )
         if decision.promote:
-            registry.set_production(version, decision.reason)
+            registry.set_production(version, decision.reason, recheck=_recheck(registry, metadata, test, gate))
         return {"version": version, "reused": False, "gate": gate}
+
+
+def _recheck(registry: ModelRegistry, metadata: Mapping[str, Any], test: pd.DataFrame, gate: Mapping[str, Any]) -> Any:
+    """The gate again, against the pointer a compare-and-swap is about to replace (S3: no lock).
+
+    If it is still the production model the decision compared with, the decision stands; if another host
+    promoted meanwhile, the candidate must beat that one too (so two hosts cannot both promote against the
+    same pointer and the better model never gets replaced by a worse one).
+    """
+
+    def recheck(current: dict[str, Any] | None) -> tuple[bool, str]:
+        if (current or {}).get("version") == gate.get("compared_with_production"):
+            return bool(gate["promote"]), str(gate["reason"])
+        decision, _facts = gate_decision(registry, metadata, test, production=current)
+        return decision.promote, decision.reason
+
+    return recheck
 
 
 def reference_profile(

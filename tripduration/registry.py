@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,13 +186,44 @@ def quality_gate(candidate_rmse: float, baseline_rmse: float, production_rmse: f
     return GateDecision(True, f"RMSE {candidate_rmse:.4f} beats baseline {baseline_rmse:.4f} and {against}")
 
 
-class ModelRegistry:
-    """Versions of one model name under ``root``."""
+class _Url(str):
+    """An ``s3://`` location with ``/`` (``Path`` would collapse the ``//``), for messages and listings."""
 
-    def __init__(self, root: str | Path, name: str) -> None:
+    def __truediv__(self, other: object) -> _Url:
+        return _Url(f"{self.rstrip('/')}/{other}")
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+
+#: one object per history / decision entry on S3, under ``<log file>.d/`` (objects cannot be appended to)
+LOG_SUFFIX = ".d"
+
+
+class ModelRegistry:
+    """Versions of one model name under ``root`` (a folder, or ``s3://bucket/prefix``).
+
+    On S3 (``storage``: a ``tripduration.storage.S3Storage`` for ``<root>/<name>``, built from the AWS
+    environment when not given) there is no lock: a version number is claimed by a create-only write of
+    ``versions/vNNNN/.claim`` (If-None-Match), ``metadata.json`` is written last as on disk (a version is
+    complete when it exists), the production pointer is replaced only by compare-and-swap (If-Match on its
+    ETag, :meth:`set_production` with ``recheck``), and history / decisions are one create-only object per
+    entry.
+    """
+
+    def __init__(self, root: str | Path, name: str, storage: Any = None) -> None:
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"model name {name!r} may only hold letters, digits, '.', '_' and '-'")
-        self.root = Path(root)
+        self.store: Any = None
+        if str(root).startswith("s3://"):
+            from tripduration.storage import S3Storage
+
+            url = f"{str(root).rstrip('/')}/{name}"
+            self.store = storage if storage is not None else S3Storage(url)
+            self.root: Any = _Url(str(root).rstrip("/"))
+        else:
+            self.root = Path(root)
         self.name = name
         self.home = self.root / name
         self.versions_dir = self.home / "versions"
@@ -205,18 +236,44 @@ class ModelRegistry:
         parts = key.split("/")
         if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise RegistryError(f"{self.name}: refusing registry key {key!r} (it could leave {self.home})")
+        if self.store is not None:
+            return self.home / key  # type: ignore[return-value]  # an s3:// URL, for messages only
         return self.home.joinpath(*parts)
 
     def _read_bytes(self, key: str) -> bytes:
         """The bytes stored under ``key``; FileNotFoundError when absent."""
+        if self.store is not None:
+            self._path(key)
+            return self.store.read_bytes(key)
         return self._path(key).read_bytes()
 
     def _write_bytes_atomic(self, key: str, data: bytes) -> None:
         """Replace ``key`` with ``data`` so that readers see the old or the new content, never a mix."""
+        if self.store is not None:
+            self.store.write_bytes(key, data)  # one PUT: all or nothing
+            return
         write_bytes_atomic(self._path(key), data)
 
-    def _append_line(self, key: str, line: str) -> None:
-        """Append one line to a log (history, decisions); callers hold :meth:`lock`."""
+    def _log_lines(self, key: str, errors: str = "replace") -> list[str]:
+        """The lines of a log (history, decisions); on S3 its entry objects in name order."""
+        if self.store is None:
+            return self._read_bytes(key).decode(errors=errors).splitlines()
+        names = self.store.list(f"{key}{LOG_SUFFIX}/")
+        return [self.store.read_bytes(n).decode(errors=errors) for n in names]
+
+    def _append_line(self, key: str, line: str, order: str | None = None) -> None:
+        """Append one line to a log (history, decisions); callers hold :meth:`lock`.
+
+        On S3: a new object ``<key>.d/<order>`` written create-only (``order``: a sortable name, the time by
+        default), so two hosts appending at once never overwrite each other's entry.
+        """
+        if self.store is not None:
+            import uuid
+
+            name = order or f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+            if not self.store.create_exclusive(f"{key}{LOG_SUFFIX}/{name}.json", line.rstrip("\n").encode()):
+                raise RegistryError(f"{self._path(key)}{LOG_SUFFIX}/{name}.json: already exists; entry not added")
+            return
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as fh:
@@ -224,14 +281,21 @@ class ModelRegistry:
 
     def _list_names(self, key: str) -> list[str]:
         """Names directly under the folder ``key`` (sorted); empty when the folder does not exist."""
+        if self.store is not None:
+            head = f"{key}/"
+            return sorted({k[len(head) :].split("/", 1)[0] for k in self.store.list(head)})
         path = self._path(key)
         return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
     def _exists(self, key: str) -> bool:
+        if self.store is not None:
+            return self.store.exists(key) or bool(self.store.list(f"{key}/"))
         return self._path(key).exists()
 
     def _publish(self, staging: Path, version: str) -> bool:
         """Move a complete staging folder to ``versions/<version>``; False if another process took the name."""
+        if self.store is not None:
+            return self._publish_s3(staging, version)
         try:
             os.rename(staging, self._path(f"versions/{version}"))
             return True
@@ -239,6 +303,16 @@ class ModelRegistry:
             if not self._exists(f"versions/{version}"):
                 raise
             return False
+
+    def _publish_s3(self, staging: Path, version: str) -> bool:
+        """Claim ``version`` create-only (If-None-Match), upload the files, ``metadata.json`` last."""
+        if not self.store.create_exclusive(f"versions/{version}/.claim", b""):
+            return False
+        files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != METADATA_FILE)
+        for path in files:
+            self.store.write_bytes(f"versions/{version}/{path.relative_to(staging).as_posix()}", path.read_bytes())
+        self.store.write_bytes(f"versions/{version}/{METADATA_FILE}", (staging / METADATA_FILE).read_bytes())
+        return True
 
     # ----------------------------------------------------------------- reading
     def _version_folders(self) -> list[str]:
@@ -402,7 +476,7 @@ class ModelRegistry:
     def history(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Entries of ``history.jsonl`` and a description of each line that could not be read."""
         try:
-            lines = self._read_bytes(HISTORY_FILE).decode(errors="replace").splitlines()
+            lines = self._log_lines(HISTORY_FILE)
         except FileNotFoundError:
             return [], []
         entries, problems = [], []
@@ -423,7 +497,13 @@ class ModelRegistry:
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """An exclusive inter-process lock on this model name (released if the holder dies)."""
+        """An exclusive inter-process lock on this model name (released if the holder dies).
+
+        None on S3 (hosts share no lock): there every write is create-only or compare-and-swap instead.
+        """
+        if self.store is not None:
+            yield
+            return
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.home / ".lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -452,8 +532,10 @@ class ModelRegistry:
         """
         if key is not None and (existing := self.find_by_key(key)):
             return existing
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
+        if self.store is None:
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+        scratch = None if self.store is not None else self.versions_dir  # S3: stage in local TMPDIR
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=scratch))
         try:
             shutil.copyfile(model_file, staging / MODEL_FILE)
             for name, src in (extra_dirs or {}).items():
@@ -470,6 +552,8 @@ class ModelRegistry:
                 meta["registered_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
                 if self._publish(staging, version):  # else another process took this number: try the next one
+                    if self.store is not None:
+                        shutil.rmtree(staging, ignore_errors=True)
                     return version
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -484,13 +568,24 @@ class ModelRegistry:
         return (previous["version"] if previous else None), None
 
     def set_production(
-        self, version: str, reason: str, action: str = "promote", extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+        self,
+        version: str,
+        reason: str,
+        action: str = "promote",
+        extra: dict[str, Any] | None = None,
+        recheck: Callable[[dict[str, Any] | None], tuple[bool, str]] | None = None,
+    ) -> dict[str, Any] | None:
         """Point production at ``version`` (atomically) and log the change. Call it under :meth:`lock`.
 
         The old pointer need not be readable: a corrupt one is replaced, and the new pointer records
         ``previous_version: null`` with ``previous_pointer_error`` saying what was wrong.
+
+        On S3 (no lock) the pointer is swapped with If-Match on the ETag it was read with; ``recheck(current)``
+        (the quality gate against the pointer about to be replaced) runs before each attempt, and again if
+        another host swapped first. Returns None when ``recheck`` says no (nothing written).
         """
+        if self.store is not None:
+            return self._swap_production(version, reason, action, extra, recheck)
         meta = self.metadata(check_version(version))
         previous, previous_error = self._previous_version()
         pointer = {
@@ -510,6 +605,43 @@ class ModelRegistry:
         self._append_line(HISTORY_FILE, json.dumps(pointer, sort_keys=True, default=str))
         return pointer
 
+    def _swap_production(
+        self,
+        version: str,
+        reason: str,
+        action: str,
+        extra: dict[str, Any] | None,
+        recheck: Callable[[dict[str, Any] | None], tuple[bool, str]] | None,
+    ) -> dict[str, Any] | None:
+        from tripduration.storage import update_pointer
+
+        meta = self.metadata(check_version(version))
+
+        def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            why = reason
+            if recheck is not None:
+                promote, why = recheck(current)
+                if not promote:
+                    return None
+            return {
+                "name": self.name,
+                "version": version,
+                "action": action,
+                "reason": why,
+                "previous_version": current.get("version") if current else None,
+                "sequence": int(current.get("sequence", 0)) + 1 if current else 1,
+                "changed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "model_sha256": meta["model_sha256"],
+                "metrics": meta.get("metrics", {}),
+                **(extra or {}),
+            }
+
+        written, _ = update_pointer(self.store, POINTER_FILE, decide)
+        if written is not None:  # the pointer's sequence orders the history, whatever the hosts' clocks
+            line = json.dumps(written, sort_keys=True, default=str)
+            self._append_line(HISTORY_FILE, line, order=f"{written['sequence']:010d}")
+        return written
+
     def sweep_orphans(self) -> list[Path]:
         """Remove staging folders and temporary files left by a process killed while writing.
 
@@ -518,7 +650,7 @@ class ModelRegistry:
         :meth:`inventory`, never deleted.
         """
         removed: list[Path] = []
-        if not self.home.is_dir():
+        if self.store is not None or not self.home.is_dir():  # S3: staging is in local TMPDIR
             return removed
         with self.lock():
             for folder in (self.home, self.versions_dir):
@@ -557,17 +689,22 @@ class ModelRegistry:
 
     def decisions(self) -> list[dict[str, Any]]:
         try:
-            text = self._read_bytes(DECISIONS_FILE).decode()
+            lines = self._log_lines(DECISIONS_FILE, errors="strict")
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return sorted(entries, key=lambda d: str(d.get("at"))) if self.store is not None else entries
 
     def record_decision(self, decision: dict[str, Any], key: str) -> None:
         """Append a monitoring/retraining decision to ``decisions.jsonl``, once per ``key`` (reruns add none)."""
+        entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, **decision}
+        if self.store is not None:  # one object named after the key, create-only: a second host adds nothing
+            name = f"{DECISIONS_FILE}{LOG_SUFFIX}/{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+            self.store.create_exclusive(name, json.dumps(entry, default=str).encode())
+            return
         with self.lock():
             if any(d.get("key") == key for d in self.decisions()):
                 return
-            entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, **decision}
             self._append_line(DECISIONS_FILE, json.dumps(entry, default=str))
 
     # ----------------------------------------------------------------- listing

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import os
 import signal
@@ -17,6 +16,9 @@ from sklearn.dummy import DummyRegressor
 
 import tripduration.registry as registry_module
 from tasks import BatchPredictions, TrainingPipeline
+
+# the moto S3 server of tests/storage: the race below runs against a local folder and an S3 bucket
+from tests.storage.conftest import moto_server, s3_env  # noqa: F401
 from tripduration.features import MODEL_INPUT_COLUMNS, TARGET
 from tripduration.nodes import register_with_gate
 from tripduration.registry import ModelRegistry, RegistryError
@@ -52,34 +54,44 @@ def metadata_for(minutes: float, table: pd.DataFrame) -> dict:
     return {"metrics": {"test": {"rmse": rmse}, "baseline_test": {"rmse": 1e9}}, "constant": minutes}
 
 
-def _register(root: str, minutes: float, key: str, report: str) -> None:
+def _register(root: str, minutes: float, key: str, report: str, scratch: str | None = None) -> None:
     table = trips_table()
-    model = constant_model(Path(root) / f"m-{key}.joblib", minutes)
+    model = constant_model(Path(scratch or root) / f"m-{key}.joblib", minutes)
     register_with_gate(ModelRegistry(root, "race"), model, Path(report), metadata_for(minutes, table), table, key)
 
 
-def test_racing_registrations_get_distinct_versions_and_a_consistent_pointer(tmp_path):
+@pytest.fixture(params=["local", "s3"])
+def registry_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A registry in a local folder, or under a prefix of a fresh moto bucket (conditional writes, no lock)."""
+    if request.param == "local":
+        return str(tmp_path)
+    return request.getfixturevalue("s3_env").url("registry")
+
+
+def test_racing_registrations_get_distinct_versions_and_a_consistent_pointer(tmp_path, registry_root):
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.html").write_text("<html></html>")
     minutes = [5.0, 15.0, 10.0, 20.0, 14.0, 16.0, 30.0, 15.2]
     ctx = multiprocessing.get_context("fork")
     procs = [
-        ctx.Process(target=_register, args=(str(tmp_path), m, f"k{i}", str(report))) for i, m in enumerate(minutes)
+        ctx.Process(target=_register, args=(registry_root, m, f"k{i}", str(report), str(tmp_path)))
+        for i, m in enumerate(minutes)
     ]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    registry = ModelRegistry(tmp_path, "race")
+    registry = ModelRegistry(registry_root, "race")
     versions = registry.versions()
     assert len(versions) == len(minutes) == len(set(versions))
     pointer = registry.production()
     best = min(versions, key=lambda v: registry.metadata(v)["metrics"]["test"]["rmse"])
     assert pointer["version"] == best, "production must be the best model, whatever the order of the race"
     registry.verify(pointer["version"])
-    history = [json.loads(line) for line in registry.history_file.read_text().splitlines()]
+    history, problems = registry.history()
+    assert problems == []
     rmses = [registry.metadata(h["version"])["metrics"]["test"]["rmse"] for h in history]
     assert rmses == sorted(rmses, reverse=True), "each promotion beat the production model it replaced"
 
