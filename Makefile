@@ -9,7 +9,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock demo
+.PHONY: lock demo bench-s3
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -46,8 +46,12 @@ test-all: $(STAMP) ## every test, including the slow end-to-end run on the real 
 test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
-bench: $(STAMP) ## the benchmark of issue 6 (~40 min on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md
+bench: $(STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, then S3 vs disk
 	$(PY) benchmarks/run.py $(ARGS)
+	$(PY) benchmarks/s3_bench.py
+
+bench-s3: $(STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
+	$(PY) benchmarks/s3_bench.py
 
 bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
 	$(PY) benchmarks/run.py --quick
