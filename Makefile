@@ -9,7 +9,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock demo bench-s3
+.PHONY: lock demo bench-storage
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -50,7 +50,7 @@ bench: $(STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/re
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/s3_bench.py
 
-bench-s3: $(STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
+bench-storage: $(STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
 	$(PY) benchmarks/s3_bench.py
 
 bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
