@@ -9,7 +9,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock demo bench-storage
+.PHONY: lock demo bench-storage test-slow
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -39,6 +39,9 @@ demo: $(STAMP) ## offline demo of the monthly loop on months built from the embe
 
 test: $(STAMP) ## fast test suite (unit, integration on small slices, recovery)
 	$(PY) -m pytest -q
+
+test-slow: $(STAMP) ## only the slow tests (end-to-end on the real months, SIGKILL points, two hosts on S3, benchmark smoke)
+	$(PY) -m pytest -q -m slow
 
 test-all: $(STAMP) ## every test, including the slow end-to-end run on the real months
 	$(PY) -m pytest -q -m ''

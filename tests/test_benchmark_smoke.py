@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = (ROOT / "benchmarks" / "results.json", ROOT / "docs" / "benchmarks.md")
 
@@ -20,6 +22,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_results(tmp_path: Path) -> None:
     before = [_stamp(p) for p in COMMITTED]
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
 from tripduration.features import MODEL_INPUT_COLUMNS
@@ -58,6 +59,7 @@ def test_batch_predictions_score_every_dispatchable_trip_and_carry_the_version(p
     assert scoring["clipped"]["range_min"] == [1.0, 60.0]
 
 
+@pytest.mark.slow
 def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks):
     assert run_tasks([TrainingPipeline()]).ok
     assert run_tasks([TrainingPipeline(test_month=APRIL)]).ok  # registers v0002 (a challenger)
@@ -106,6 +108,7 @@ def test_monthly_loop_records_own_months_as_not_monitored_and_monitors_a_later_o
     assert len(registry(pipeline_env).decisions()) == 3
 
 
+@pytest.mark.slow
 def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pipeline_env, run_tasks, config):
     assert run_tasks([TrainingPipeline()]).ok
     config.set("monitoring", "rmse_degraded_ratio", "0.01")  # any error counts as degraded
@@ -132,6 +135,7 @@ def cli(env, *args) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_models_lists_versions_and_rollback_restores_an_earlier_one(pipeline_env, run_tasks):
     assert run_tasks([TrainingPipeline()]).ok
     assert run_tasks([TrainingPipeline(test_month=APRIL)]).ok

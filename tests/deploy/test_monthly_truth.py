@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tasks import MonthlyRun, TrainingPipeline
 from tripduration.registry import ModelRegistry
@@ -106,6 +107,7 @@ def cli(env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], env=environ, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_cli_paths_pin_the_version_and_record_a_deferral_with_exit_0(pipeline_env, run_tasks):
     march = pipeline_env.raw_dir / "green_tripdata_2021-03.parquet"
     slow_month(march, pipeline_env.raw_dir / "green_tripdata_2021-07.parquet", days=122, factor=1.6)

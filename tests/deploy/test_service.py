@@ -498,6 +498,7 @@ def test_pickup_with_utc_offset_is_converted_or_refused(
 
 
 # --------------------------------------------------------------------------- 3. hot swap under load
+@pytest.mark.slow
 def test_hot_swap_during_a_burst_fails_no_request(trained: Trained, registry: ModelRegistry, serve: Callable) -> None:
     client = serve(registry)
     rows = trained.requests.iloc[[0, 4, 7]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.integration.test_cli import cli
 
 
@@ -25,6 +27,7 @@ def test_a_job_ends_with_its_result_block_and_timestamped_log_lines(pipeline_env
     assert "exit code    0" in block
 
 
+@pytest.mark.slow
 def test_status_and_invalidate_from_the_command_line(pipeline_env, tmp_path):
     before = cli(pipeline_env.cfg_file, "status", cwd=tmp_path)
     assert before.returncode == 0, before.stderr[-2000:]

@@ -96,6 +96,7 @@ def test_second_run_executes_nothing(pipeline_env, run_tasks):
     assert {p: p.stat().st_mtime_ns for p in pipeline_env.files() if p.is_file()} == files_before
 
 
+@pytest.mark.slow
 def test_changing_only_the_test_month_trains_no_model(pipeline_env, run_tasks):
     assert run_tasks([default_pipeline()]).ok
     result = run_tasks([default_pipeline(test_month=dt.date(2021, 4, 1))])
@@ -179,6 +180,7 @@ def test_selection_and_final_models_do_not_depend_on_the_test_month(pipeline_env
     assert "test_month" not in FinalModel.get_param_names()
 
 
+@pytest.mark.slow
 def test_same_inputs_give_identical_metrics_with_any_worker_count(pipeline_env, run_tasks, config, tmp_path):
     def metrics() -> dict:
         registry = ModelRegistry(Path(config.config.get("paths", "registry_dir")), "green-trip-duration")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tripduration.features import MODEL_INPUT_COLUMNS
 from tripduration.registry import ModelRegistry
@@ -78,6 +79,7 @@ def leftovers(home: Path) -> list[Path]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_at_many_moments_then_rerun_gives_the_uninterrupted_result(pipeline_env, tmp_path):
     from tripduration.months import parse_month
     from tripduration.nodes import modelling_table, validate_trip_file

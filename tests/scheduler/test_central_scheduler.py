@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import luigi
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +78,7 @@ def test_pipeline_reports_to_luigid_with_progress_and_history(pipeline_env, luig
     assert done >= 15
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_graph_and_no_task_runs_twice(pipeline_env, luigid, tmp_path):
     args = ("--scheduler-port", str(luigid.port))
     first = pipeline(pipeline_env.cfg_file, *args, cwd=tmp_path)

@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CRON = str(ROOT / "bin" / "cron-pipeline")
 
@@ -51,6 +53,7 @@ def test_cron_exits_with_already_running_code_while_another_run_holds_the_lock(p
     assert not (pipeline_env.work_dir / "CandidateScore").exists()
 
 
+@pytest.mark.slow
 def test_second_overlapping_run_exits_already_running_and_first_finishes(pipeline_env, tmp_path):
     env = [
         "env",
@@ -74,6 +77,7 @@ def test_second_overlapping_run_exits_already_running_and_first_finishes(pipelin
     assert first.wait(timeout=300) == 0
 
 
+@pytest.mark.slow
 def test_backfill_runs_the_monthly_job_for_every_month_of_the_span(pipeline_env, tmp_path):
     result = cron(
         pipeline_env.cfg_file, tmp_path / "logs", "backfill", "--start", "2021-03", "--stop", "2021-04", cwd=tmp_path
