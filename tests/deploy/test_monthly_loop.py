@@ -77,6 +77,7 @@ def test_batch_predictions_follow_the_production_pointer(pipeline_env, run_tasks
     assert pinned.output().path.endswith("-v0001/predictions.parquet")
 
 
+@pytest.mark.slow
 def test_monthly_loop_records_own_months_as_not_monitored_and_monitors_a_later_one(pipeline_env, run_tasks, config):
     # issue 11.1: v0001 trained on 2021-01, validated on 2021-02 and tested on 2021-03: monitoring it on those
     # months would be no test (RMSE ratio 1.000 on its own test month); 2021-04 is a month it never saw

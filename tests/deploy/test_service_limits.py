@@ -496,6 +496,7 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(
     assert results.count("ok") >= 40
 
 
+@pytest.mark.slow
 def test_workers_share_one_port_and_add_up_their_metrics(
     trained: Trained, registry: ModelRegistry, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ def cli(env_cfg: Path, *args: str, cwd: Path, module: bool = False, timeout: int
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_pipeline_py_from_another_directory_then_nothing_to_do(pipeline_env, tmp_path):
     first = cli(pipeline_env.cfg_file, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tasks import CandidateScore, ModelSelection, TrainingPipeline, ValidatedTrips
 from tasks.inspect import format_status, invalidate, job_status
 from tripduration.registry import ModelRegistry
@@ -61,6 +63,7 @@ def test_invalidate_reruns_the_task_and_its_downstream_only(pipeline_env, run_ta
     assert run_tasks([TrainingPipeline()]).ran == []  # the mark is kept: no further reruns
 
 
+@pytest.mark.slow
 def test_invalidating_a_month_reaches_only_what_reads_it(pipeline_env, run_tasks):
     march = ValidatedTrips(month=dt.date(2021, 3, 1))
     assert run_tasks([TrainingPipeline()]).ok

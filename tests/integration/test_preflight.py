@@ -168,6 +168,7 @@ def test_offline_never_touches_the_network(pipeline_env, tmp_path, silent_socket
         silent_socket.accept()  # no connection was ever made
 
 
+@pytest.mark.slow
 def test_offline_still_runs_what_is_on_disk(pipeline_env, tmp_path, silent_socket):
     port = silent_socket.getsockname()[1]
     cfg = config_with(

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline, ValidatedTrips
 from tests.corpus.make_corpus import YELLOW_ORDER
@@ -100,6 +101,7 @@ def read_outputs(month: dt.date, model_version: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_model_trained_on_2021_types_predicts_later_year_types_unchanged(pipeline_env, run_tasks, tmp_path):
     march_2021 = pq.read_table(pipeline_env.raw_dir / "green_tripdata_2021-03.parquet")
     assert march_2021.schema.field("PULocationID").type == pa.int64()  # the sample has the 2021 types

@@ -55,6 +55,7 @@ def test_failed_candidate_is_the_only_training_rerun(pipeline_env, run_tasks, mo
     assert "FinalModel(color=green, train_months=2021-01, val_month=2021-02, role=baseline)" not in second.ran
 
 
+@pytest.mark.slow
 def test_failed_evaluation_reruns_only_evaluation_and_registration(pipeline_env, run_tasks, monkeypatch):
     real = tasks.evaluation.evaluate_models
 

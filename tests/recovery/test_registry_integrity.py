@@ -125,6 +125,7 @@ def test_crash_during_promotion_leaves_the_previous_production_model(tmp_path):
     assert registry.production()["version"] == "v0002"
 
 
+@pytest.mark.slow
 def test_tampered_production_model_is_refused_by_batch_predictions_and_never_unpickled(
     pipeline_env, run_tasks, monkeypatch, caplog
 ):

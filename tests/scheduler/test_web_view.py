@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 FAMILIES = {

@@ -18,6 +18,9 @@ from tasks import BatchPredictions, MonitoringReport, TrainingPipeline
 from tasks.base import read_json
 from tripduration.registry import ModelRegistry
 
+# real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
+pytestmark = pytest.mark.slow
+
 MONTHS = ("2021-01", "2021-02", "2021-03", "2021-04")
 
 
