@@ -10,11 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, start_luigid, stop_luigid
-
-# real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
-pytestmark = pytest.mark.slow
 
 
 def scrape(url: str) -> dict[str, float]:
