@@ -7,7 +7,8 @@
 
 Each fit runs in a fresh interpreter, so OpenMP (libgomp, loaded by scikit-learn) reads the environment it
 is given. "fix" = the process calls ``tripduration.threads.prepare_process()`` before importing
-scikit-learn, as ``pipeline.py`` does; "default" = it does not, and the variables that function sets are
+scikit-learn, as ``pipeline.py`` does, and starts no more OpenMP threads than ``free_cpus()``, as every task
+does; "default" = it does neither, and the variables that function sets are
 removed from its environment (libgomp's defaults: threads spin at barriers). "busy" = one pure-Python
 ``while True: pass`` process per usable CPU minus one runs during the fit (started before, killed after).
 Conditions are interleaved per repetition; the report gives median seconds and the ratios busy / alone.
@@ -52,9 +53,11 @@ def fit_once(rows: int, features: int, iterations: int, fix: bool, threads: int 
     import os
 
     if fix:
-        from tripduration.threads import prepare_process
+        from tripduration.threads import free_cpus, prepare_process
 
         prepare_process()
+        if threads is None:  # as tasks.base does at the start of every task
+            threads = free_cpus()
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -70,7 +73,7 @@ def fit_once(rows: int, features: int, iterations: int, fix: bool, threads: int 
         seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "openmp_threads": openmp,
         "rows": rows,
         "features": features,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tripduration.threads import prepare_process
 
-prepare_process()  # before numpy/scikit-learn load: tests and their subprocesses wait passively in OpenMP
+prepare_process()  # before numpy/scikit-learn load: tests and their subprocesses spin only briefly in OpenMP
 
 import luigi
 import luigi.configuration

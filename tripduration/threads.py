@@ -1,12 +1,26 @@
-"""Process setup for native threads: passive OpenMP waiting and no more threads than the CPUs we can get.
+"""Process setup for native threads: short bounded spinning in OpenMP, and no more threads than free CPUs.
 
 Why. scikit-learn's HistGradientBoosting runs many short OpenMP parallel regions; its OpenMP runtime
-(libgomp, vendored in the scikit-learn wheel) makes idle threads spin at each barrier for ``GOMP_SPINCOUNT``
-iterations (300,000 by default) before sleeping. When another process holds one of the cores, the thread
-that shares that core gets a time slice only now and then, and its partners spin through their whole
-slices waiting for it at every barrier: on 2 cores a 130k x 12 fit took 3.6 s alone and 203.7 s next to one
-busy process. With ``OMP_WAIT_POLICY=PASSIVE`` (spin count 0: waiting threads sleep at once) the same fit
-took 5.0 s, i.e. a shared machine slows the pipeline down in proportion to what it takes, not 50x.
+(libgomp, vendored in the scikit-learn wheel) makes a waiting thread spin at each barrier for
+``GOMP_SPINCOUNT`` iterations (300,000 by default, a few milliseconds) before it sleeps. When another process
+holds one of the cores, the thread that shares that core gets a time slice only now and then, and its
+partners spin through their whole slices waiting for it at every barrier: on 2 cores a 130k x 12 fit took
+3.6 s alone and 203.7 s next to one busy process (issue 12).
+
+Two measures, both measured here on 2 cores (same fit, 2 threads; seconds, medians of 3-6 runs):
+
+    libgomp spin count               idle fit   fit next to one busy process   idle full run
+    300,000 (libgomp's default)      0.90 s     5.4-19 s (unbounded)           33 s
+    3,000 (SPIN_WAIT, ours)          0.97 s     4.4-5.0 s                      36 s
+    1,000                            1.21 s     3.0 s                          39 s
+    0 (OMP_WAIT_POLICY=PASSIVE)      5.7 s      1.6 s                          341 s (make run)
+
+1 thread next to the busy process: 1.3 s. So (1) every task starts no more OpenMP threads than there are
+CPUs free when it starts (:func:`free_cpus`, applied per task by ``tasks.base``): on a busy machine it runs
+one thread and nothing waits at a barrier; and (2) when contention begins in the middle of a multi-threaded
+fit, a waiting thread spins only briefly (``GOMP_SPINCOUNT=3000``) and then sleeps, which bounds the damage
+at about 4x instead of 50x. Passive waiting (spin count 0) is not the default: every barrier then pays a
+sleep and a wake-up, and on this virtual machine that made an idle full run ten times slower.
 
 Why so early. libgomp reads its environment once, in its load-time constructor, i.e. when the first module
 that links it (``sklearn``) is imported; changing ``os.environ`` afterwards has no effect on the running
@@ -17,16 +31,16 @@ imports the module ``pipeline`` before any task module; luigi itself loads no nu
 the first thing the benchmark scripts do. If an OpenMP runtime is already loaded when it runs, it logs a
 warning: the setting then only reaches child processes.
 
-How children get it. The values go into ``os.environ`` with ``setdefault`` (an operator's explicit
-``OMP_WAIT_POLICY=active`` wins), so every process started from there inherits them: luigi's forked task
-processes (a fork copies the parent's already-initialised libgomp and its environment), and subprocesses
-such as the ones tests and benchmarks start.
+How children get it. The values go into ``os.environ`` only where the operator said nothing (an explicit
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins), so every process started from there inherits them: luigi's
+forked task processes (a fork copies the parent's already-initialised libgomp and its environment), and
+subprocesses such as the ones tests and benchmarks start.
 
 Thread counts. OpenMP and OpenBLAS start one thread per CPU of the affinity mask; a container's CPU quota
 (cgroup ``cpu.max`` / ``cpu.cfs_quota_us``) is not in that mask. :func:`usable_cpus` is the smaller of the
 two, and when the quota is the smaller, :func:`prepare_process` also sets ``OMP_NUM_THREADS`` and
 ``OPENBLAS_NUM_THREADS`` to it. Per task, ``tasks.base`` then limits OpenMP to the cores the task holds of
-the scheduler's ``cores`` resource (threadpoolctl), which is at most :func:`usable_cpus`.
+the scheduler's ``cores`` resource (threadpoolctl), never more than :func:`free_cpus`.
 
 This module imports only the standard library (and never luigi): importing it loads no native runtime.
 """
@@ -42,11 +56,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: what every process of the project runs with unless the environment already says otherwise
-PASSIVE_WAIT: dict[str, str] = {
-    # waiting OpenMP threads sleep instead of spinning (libgomp: spin count 0; LLVM/Intel OpenMP: likewise)
-    "OMP_WAIT_POLICY": "PASSIVE",
-}
+#: what every process of the project runs with unless the operator chose a wait policy or spin count:
+#: a waiting OpenMP thread spins 3,000 iterations (tens of microseconds) and then sleeps (see the table above)
+SPIN_WAIT: dict[str, str] = {"GOMP_SPINCOUNT": "3000"}
+#: variables by which an operator chooses how OpenMP threads wait; if any is set, SPIN_WAIT is not applied
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 #: shared objects whose presence in /proc/self/maps means an OpenMP runtime has already read its environment
 OPENMP_LIBRARIES = ("libgomp", "libiomp", "libomp")
 #: modules that load an OpenMP runtime when imported (fallback where /proc/self/maps is not available)
@@ -172,8 +186,8 @@ def openmp_already_loaded() -> bool:
 
 
 def native_thread_environment() -> dict[str, str]:
-    """The variables :func:`prepare_process` sets by default: passive waiting, and a thread cap under a quota."""
-    values = dict(PASSIVE_WAIT)
+    """The variables :func:`prepare_process` sets by default: bounded spinning, and a thread cap under a quota."""
+    values = dict(SPIN_WAIT)
     cpus = usable_cpus()
     if cpus < affinity_cpus():  # OpenMP / OpenBLAS would start one thread per CPU of the mask
         values["OMP_NUM_THREADS"] = str(cpus)
@@ -185,21 +199,25 @@ def prepare_process(environ: MutableMapping[str, str] | None = None) -> dict[str
     """Set the native-thread environment of this process and its children; call it before importing sklearn.
 
     Values already in the environment are kept (an operator's choice wins, and a child started by a
-    prepared parent already has them). Returns the variables it set. If it set some while an OpenMP
-    runtime is already loaded, it logs a warning: that runtime keeps spinning, only children are fixed.
+    prepared parent already has them); an explicit ``OMP_WAIT_POLICY`` also keeps the spin count its
+    policy implies. Returns the variables it set. If it set some while an OpenMP runtime is already
+    loaded, it logs a warning: that runtime keeps its long spins, only children are fixed.
     """
     env = os.environ if environ is None else environ
+    operator_chose_waiting = any(key in env for key in WAIT_VARIABLES)
     changed = {}
     for key, value in native_thread_environment().items():
+        if key in SPIN_WAIT and operator_chose_waiting:
+            continue
         if key not in env:
             env[key] = value
             changed[key] = value
     if changed and environ is None and openmp_already_loaded():
         log.warning(
             "could not apply %s to this process: an OpenMP runtime (libgomp, loaded by scikit-learn) was "
-            "already loaded and read its environment, so its threads still spin while waiting (a 50x slowdown "
-            "when other jobs share the CPUs). Call tripduration.threads.prepare_process() before anything "
-            "imports numpy/scikit-learn, or set OMP_WAIT_POLICY=PASSIVE in the environment that starts Python. "
+            "already loaded and read its environment, so its threads spin long while waiting (up to a 50x "
+            "slowdown when other jobs share the CPUs). Call tripduration.threads.prepare_process() before "
+            "anything imports numpy/scikit-learn, or set GOMP_SPINCOUNT=3000 in the environment that starts Python. "
             "Child processes started from here do get it.",
             " ".join(f"{k}={v}" for k, v in changed.items()),
         )

@@ -66,22 +66,23 @@ def test_thread_caps_are_set_only_under_a_quota(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(threads, "affinity_cpus", lambda: 8)
     monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 2.0)
     assert threads.native_thread_environment() == {
-        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": "3000",
         "OMP_NUM_THREADS": "2",
         "OPENBLAS_NUM_THREADS": "2",
     }
     monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
-    assert threads.native_thread_environment() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert threads.native_thread_environment() == {"GOMP_SPINCOUNT": "3000"}
 
 
 def test_prepare_process_sets_defaults_and_keeps_what_the_operator_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: None)
     env: dict[str, str] = {}
-    assert threads.prepare_process(env) == {"OMP_WAIT_POLICY": "PASSIVE"}
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    explicit = {"OMP_WAIT_POLICY": "active"}
-    assert threads.prepare_process(explicit) == {}
-    assert explicit == {"OMP_WAIT_POLICY": "active"}
+    assert threads.prepare_process(env) == {"GOMP_SPINCOUNT": "3000"}
+    assert env == {"GOMP_SPINCOUNT": "3000"}
+    for explicit in ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "100"}):
+        chosen = dict(explicit)
+        assert threads.prepare_process(chosen) == {}  # the operator's wait policy or spin count wins
+        assert chosen == explicit
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -92,16 +93,16 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_called_before_sklearn_the_openmp_runtime_waits_passively() -> None:
+def test_called_before_sklearn_the_openmp_runtime_spins_briefly() -> None:
     proc = _python("from tripduration.threads import prepare_process; prepare_process(); import sklearn.ensemble")
-    assert "GOMP_SPINCOUNT = '0'" in proc.stderr, proc.stderr
+    assert "GOMP_SPINCOUNT = '3000'" in proc.stderr, proc.stderr
     assert "could not apply" not in proc.stderr
 
 
-def test_called_after_sklearn_it_warns_that_the_runtime_still_spins() -> None:
+def test_called_after_sklearn_it_warns_that_the_runtime_spins_long() -> None:
     proc = _python("import sklearn.ensemble; from tripduration.threads import prepare_process; prepare_process()")
-    assert "GOMP_SPINCOUNT = '" in proc.stderr and "GOMP_SPINCOUNT = '0'" not in proc.stderr, proc.stderr
-    assert "could not apply OMP_WAIT_POLICY=PASSIVE to this process" in proc.stderr
+    assert "GOMP_SPINCOUNT = '300000'" in proc.stderr, proc.stderr  # libgomp's own default
+    assert "could not apply GOMP_SPINCOUNT=3000 to this process" in proc.stderr
 
 
 def test_other_runnable_reads_the_instant_count_of_runnable_tasks(tmp_path):
