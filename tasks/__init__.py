@@ -1,36 +1,50 @@
 """Thin Luigi tasks: each reads its inputs, calls one function of ``tripduration`` and writes its outputs
 atomically under a path derived from its parameters (see :mod:`tasks.base`)."""
 
-from tasks.base import PipelineTask, download, model_search, parallelism, paths, registry, validation
+from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
-from tasks.deploy import BatchPredictions, MonitoringReport, MonthlyRun, monitoring
+from tasks.deploy import BatchPredictions, MonitoringReport, MonthlyRun
 from tasks.evaluation import EvaluationReport
-from tasks.pipelines import MonthlyTraining, TrainingPipeline, monthly
+from tasks.pipelines import MonthlyTraining, TrainingPipeline
 from tasks.registration import RegisteredModel
+from tasks.settings import (
+    DownloadConfig,
+    EvaluationConfig,
+    ModelSearchConfig,
+    MonitoringConfig,
+    MonthlyConfig,
+    ParallelismConfig,
+    PathsConfig,
+    RegistryConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
 from tasks.training import CandidateScore, FinalModel, ModelSelection
 
 __all__ = [
     "BatchPredictions",
     "CandidateScore",
+    "DownloadConfig",
+    "EvaluationConfig",
     "EvaluationReport",
     "FinalModel",
     "ModelInputTable",
+    "ModelSearchConfig",
     "ModelSelection",
+    "MonitoringConfig",
     "MonitoringReport",
+    "MonthlyConfig",
     "MonthlyRun",
     "MonthlyTraining",
+    "ParallelismConfig",
+    "PathsConfig",
     "PipelineTask",
     "RegisteredModel",
+    "RegistryConfig",
+    "TrainingConfig",
     "TrainingPipeline",
     "TripData",
     "ValidatedTrips",
+    "ValidationConfig",
     "ZoneLookup",
-    "download",
-    "model_search",
-    "monitoring",
-    "monthly",
-    "parallelism",
-    "paths",
-    "registry",
-    "validation",
 ]

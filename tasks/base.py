@@ -27,6 +27,7 @@ import luigi
 import luigi.rpc
 from luigi.task import flatten
 
+from tasks.settings import ParallelismConfig, PathsConfig
 from tripduration import threads as native_threads
 from tripduration.content import content_sha256
 from tripduration.months import COLORS, format_month, parse_month, parse_month_list
@@ -71,7 +72,7 @@ def location(value: str) -> Path | S3Url:
 
 def work_root() -> Path | S3Url:
     """``[paths] work_dir``: a local folder or an ``s3://`` prefix."""
-    return location(paths().work_dir)
+    return location(PathsConfig().work_dir)
 
 
 def file_target(path: Path | str) -> luigi.target.FileSystemTarget:
@@ -98,7 +99,7 @@ def open_registry(name: str) -> Any:
     settings (``[s3]``, AWS environment) as luigi's targets."""
     from tripduration.registry import ModelRegistry
 
-    root = str(paths().registry_dir)
+    root = str(PathsConfig().registry_dir)
     if is_s3_url(root):
         from tasks.s3_targets import storage_from_config
 
@@ -112,73 +113,6 @@ def is_remote(target: object) -> bool:
 
 
 # --------------------------------------------------------------------------- configuration sections
-class paths(luigi.Config):  # noqa: N801 - luigi maps the class name to the [paths] section
-    """``[paths]``: where raw inputs are read and everything the pipeline writes goes."""
-
-    raw_dir = luigi.Parameter(default="data", description="raw monthly trip files (read-only inputs)")
-    work_dir = luigi.Parameter(default="var/work", description="intermediate outputs of every task")
-    registry_dir = luigi.Parameter(default="models", description="file-based model registry")
-    zone_lookup = luigi.Parameter(default="data/taxi_zone_lookup.csv", description="TLC taxi zone lookup CSV")
-
-
-class download(luigi.Config):  # noqa: N801
-    """``[download]``: where missing months come from and how hard to try."""
-
-    url_template = luigi.Parameter(
-        default="https://d37ci6vzurychx.cloudfront.net/trip-data/{color}_tripdata_{month}.parquet",
-        description="URL of a month's file; {color} and {month} (YYYY-MM) are filled in",
-    )
-    timeout_seconds = luigi.FloatParameter(default=60.0)
-    retries = luigi.IntParameter(default=4, description="extra attempts after a transient error")
-    backoff_seconds = luigi.FloatParameter(default=2.0, description="first wait; doubles each retry")
-    offline = luigi.BoolParameter(
-        default=False,
-        parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-        description="never touch the network: a month not on disk is not available (exit 20)",
-    )
-    probe_timeout_seconds = luigi.FloatParameter(
-        default=5.0, description="how long the pre-flight waits for the source to answer for a month"
-    )
-
-
-class validation(luigi.Config):  # noqa: N801
-    """``[validation]``: thresholds of the row rules (part of ValidatedTrips' fingerprint)."""
-
-    min_duration_min = luigi.FloatParameter(default=1.0)
-    max_duration_min = luigi.FloatParameter(default=60.0)
-    max_distance_miles = luigi.FloatParameter(default=100.0)
-
-
-class model_search(luigi.Config):  # noqa: N801
-    """``[model_search]``: the candidates to train and score (each one is its own task)."""
-
-    candidates = luigi.ListParameter(
-        default=["baseline_linreg", "ridge_a1", "ridge_a10", "hgb_lr10_l31", "hgb_lr10_l63", "hgb_lr05_l127"]
-    )
-
-
-class training(luigi.Config):  # noqa: N801
-    """``[training]``: how much of the training window a fit may use (part of the fits' fingerprints)."""
-
-    max_rows = luigi.IntParameter(
-        default=2_000_000,
-        description="fit on a seeded sample of at most this many trips (0: every trip)",
-    )
-
-
-class evaluation(luigi.Config):  # noqa: N801
-    """``[evaluation]``: cost of the permutation importance in the evaluation report (part of its fingerprint)."""
-
-    importance_rows = luigi.IntParameter(default=5000, description="test trips the importance is computed on")
-    importance_repeats = luigi.IntParameter(default=3, description="shuffles per column")
-
-
-class registry(luigi.Config):  # noqa: N801
-    """``[registry]``: the model's name in the registry."""
-
-    model_name = luigi.Parameter(default="{color}-trip-duration")
-
-
 # --------------------------------------------------------------------------- parameters
 class ColorParameter(luigi.ChoiceParameter):
     """Taxi colour; only known colours are accepted, so the value is safe in paths and URLs."""
@@ -231,7 +165,7 @@ class PipelineTask(luigi.Task):
     def task_cores(self) -> int:
         """Native threads this task uses when it runs in a forked worker process (and cores it asks for)."""
         total = scheduler_cores()
-        configured = parallelism().threads_per_task
+        configured = ParallelismConfig().threads_per_task
         if configured:
             return min(configured, total) if total else configured
         if not total:
@@ -249,7 +183,8 @@ class PipelineTask(luigi.Task):
                 "family": self.task_family,
                 "code_version": self.code_version,
                 "params": self.to_str_params(only_significant=True),
-                "configs": {c.__name__: c().to_str_params() for c in self.fingerprint_configs},
+                # keyed by section name (as before the classes moved to tasks.settings): same fingerprints
+                "configs": {c.get_task_family(): c().to_str_params() for c in self.fingerprint_configs},
                 "upstream": sorted(dependency_key(t) for t in flatten(self.requires())),
             }
             salt = invalidation_salt(self.task_id)
@@ -528,18 +463,6 @@ def _download(target: luigi.target.FileSystemTarget, local: str, if_identity: st
                 client.download_file(bucket, item["Key"], dest)
 
 
-class parallelism(luigi.Config):  # noqa: N801
-    """``[parallelism]``: native threads (OpenMP/BLAS) per task process.
-
-    With ``--workers N`` luigi forks one process per running task; if each also starts one OpenMP thread per
-    core, N processes fight over the cores (measured here: a 10 s HistGradientBoosting fit took 59 s with two
-    workers). ``0`` means automatic: all cores with one worker; with several workers, as many threads as
-    cores the task holds of the scheduler's ``cores`` resource (see :func:`scheduler_cores`), else one.
-    """
-
-    threads_per_task = luigi.IntParameter(default=0)
-
-
 def scheduler_cores() -> int:
     """Total of the scheduler's ``cores`` resource for this run, 0 if it has none.
 
@@ -588,7 +511,7 @@ def _limit_native_threads(task: PipelineTask, forked: bool) -> None:
     # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
-    wanted = task.task_cores() if forked or parallelism().threads_per_task else usable_cpus()
+    wanted = task.task_cores() if forked or ParallelismConfig().threads_per_task else usable_cpus()
     operator = os.environ.get("OMP_NUM_THREADS", "")
     if operator.isdigit() and int(operator) > 0:
         wanted = min(wanted, int(operator))
@@ -629,11 +552,12 @@ _WRITE_ERRNOS = {
 def explain_write_error(exc: BaseException) -> str | None:
     """A clear message for the write failures an operator can fix (full disk, permissions), else None."""
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        where = exc.filename or project_path(paths().work_dir)
+        where = exc.filename or project_path(PathsConfig().work_dir)
         return (
             f"cannot write {where}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}). Free space or fix the "
-            f"permissions of {project_path(paths().work_dir)} / {project_path(paths().registry_dir)} and run "
-            "again: outputs written before are intact and will not be redone."
+            f"permissions of {project_path(PathsConfig().work_dir)} / "
+            f"{project_path(PathsConfig().registry_dir)} and run again: outputs written before are intact and "
+            "will not be redone."
         )
     return None
 

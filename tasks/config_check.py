@@ -18,9 +18,18 @@ from typing import Any
 import luigi
 import luigi.configuration
 
-from tasks.base import download, evaluation, model_search, parallelism, paths, registry, training, validation
-from tasks.deploy import monitoring
-from tasks.pipelines import monthly
+from tasks.settings import (
+    DownloadConfig,
+    EvaluationConfig,
+    ModelSearchConfig,
+    MonitoringConfig,
+    MonthlyConfig,
+    ParallelismConfig,
+    PathsConfig,
+    RegistryConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
 from tripduration.candidates import CANDIDATES
 from tripduration.fetch import ALLOWED_SCHEMES
 
@@ -97,27 +106,27 @@ def candidate_list(value: Any) -> str | None:
 
 #: (config class, key) -> check of the parsed value
 RULES: dict[tuple[type[luigi.Config], str], Check] = {
-    (paths, "raw_dir"): non_empty_text,
-    (paths, "work_dir"): non_empty_text,
-    (paths, "registry_dir"): non_empty_text,
-    (paths, "zone_lookup"): non_empty_text,
-    (download, "url_template"): url_template,
-    (download, "timeout_seconds"): number(0, 3600, above=True),
-    (download, "retries"): number(0, 100),
-    (download, "backoff_seconds"): number(0, 3600),
-    (validation, "min_duration_min"): number(0),
-    (validation, "max_duration_min"): number(0, above=True),
-    (validation, "max_distance_miles"): number(0, above=True),
-    (model_search, "candidates"): candidate_list,
-    (training, "max_rows"): number(0),
-    (evaluation, "importance_rows"): number(1),
-    (evaluation, "importance_repeats"): number(1, 100),
-    (registry, "model_name"): model_name,
-    (parallelism, "threads_per_task"): number(0, 1024),
-    (monitoring, "psi_drift"): number(0, above=True),
-    (monitoring, "prediction_psi_drift"): number(0, above=True),
-    (monitoring, "rmse_degraded_ratio"): number(1, above=True),
-    (monthly, "train_window"): number(1, 120),
+    (PathsConfig, "raw_dir"): non_empty_text,
+    (PathsConfig, "work_dir"): non_empty_text,
+    (PathsConfig, "registry_dir"): non_empty_text,
+    (PathsConfig, "zone_lookup"): non_empty_text,
+    (DownloadConfig, "url_template"): url_template,
+    (DownloadConfig, "timeout_seconds"): number(0, 3600, above=True),
+    (DownloadConfig, "retries"): number(0, 100),
+    (DownloadConfig, "backoff_seconds"): number(0, 3600),
+    (ValidationConfig, "min_duration_min"): number(0),
+    (ValidationConfig, "max_duration_min"): number(0, above=True),
+    (ValidationConfig, "max_distance_miles"): number(0, above=True),
+    (ModelSearchConfig, "candidates"): candidate_list,
+    (TrainingConfig, "max_rows"): number(0),
+    (EvaluationConfig, "importance_rows"): number(1),
+    (EvaluationConfig, "importance_repeats"): number(1, 100),
+    (RegistryConfig, "model_name"): model_name,
+    (ParallelismConfig, "threads_per_task"): number(0, 1024),
+    (MonitoringConfig, "psi_drift"): number(0, above=True),
+    (MonitoringConfig, "prediction_psi_drift"): number(0, above=True),
+    (MonitoringConfig, "rmse_degraded_ratio"): number(1, above=True),
+    (MonthlyConfig, "train_window"): number(1, 120),
 }
 
 

@@ -12,15 +12,13 @@ from tasks.base import (
     PipelineTask,
     SourceFile,
     atomic_path,
-    download,
     file_target,
     is_remote,
     local_copy,
     location,
-    paths,
-    validation,
     write_json,
 )
+from tasks.settings import DownloadConfig, PathsConfig, ValidationConfig
 from tripduration.errors import DownloadError
 from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
 from tripduration.fetch import download as fetch_url
@@ -49,17 +47,18 @@ class TripData(SourceFile, PipelineTask):
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"
 
     def output(self) -> luigi.target.FileSystemTarget:
-        embedded = file_target(location(paths().raw_dir) / self.file_name())
+        embedded = file_target(location(PathsConfig().raw_dir) / self.file_name())
         if embedded.exists():
             return embedded
         return self.target(self.file_name())
 
     def run(self) -> None:
-        cfg = download()
+        cfg = DownloadConfig()
         url = cfg.url_template.format(color=self.color, month=format_month(self.month))
         if cfg.offline:
             raise DownloadError(
-                f"{self.file_name()} is not in {paths().raw_dir} and [download] offline = true: not fetching {url}",
+                f"{self.file_name()} is not in {PathsConfig().raw_dir} and [download] offline = true: "
+                f"not fetching {url}",
                 transient=False,
             )
 
@@ -77,7 +76,7 @@ class ZoneLookup(SourceFile, luigi.ExternalTask):
     """The TLC taxi zone lookup CSV (tracked in ``data/``); its content is part of its consumers' fingerprints."""
 
     def output(self) -> luigi.target.FileSystemTarget:
-        return file_target(location(paths().zone_lookup))
+        return file_target(location(PathsConfig().zone_lookup))
 
 
 @inherits(TripData)
@@ -86,7 +85,7 @@ class ValidatedTrips(PipelineTask):
     ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
 
     code_version = 3  # 2: unreadable values rejected; 3: source sha256 in summary, dispatch rules first
-    fingerprint_configs = (validation,)
+    fingerprint_configs = (ValidationConfig,)
 
     def requires(self) -> dict[str, luigi.Task]:
         return {"trips": self.clone(TripData), "zones": ZoneLookup()}
@@ -95,7 +94,7 @@ class ValidatedTrips(PipelineTask):
         return {name: self.target(name) for name in ("kept.parquet", "rejected.parquet", "summary.json")}
 
     def run(self) -> None:
-        cfg = validation()
+        cfg = ValidationConfig()
         rules = Rules(cfg.min_duration_min, cfg.max_duration_min, cfg.max_distance_miles)
         sources = self.requires()
         inputs = self.input()

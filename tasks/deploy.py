@@ -19,63 +19,22 @@ from tasks.base import (
     location,
     open_registry,
     read_json,
-    registry,
-    validation,
     work_root,
     write_json,
 )
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.pipelines import MonthlyTraining
+from tasks.settings import MonitoringConfig, RegistryConfig, ValidationConfig
 from tripduration.evaluation import render_monitoring_html
-from tripduration.monitoring import RETRAIN_RULES, RetrainPolicy, Thresholds, monitor_month, retrain_decision
+from tripduration.monitoring import monitor_month, retrain_decision
 from tripduration.months import format_month
 from tripduration.nodes import BATCH_INPUT_COLUMNS, lineage_months, score_dispatchable
 from tripduration.parquet import write_parquet
 from tripduration.registry import ModelRegistry, check_version
 
 
-class monitoring(luigi.Config):  # noqa: N801
-    """``[monitoring]``: thresholds of the verdict (ok / drift / degraded) and the retrain policy.
-
-    The defaults are those of :class:`~tripduration.monitoring.Thresholds` and
-    :class:`~tripduration.monitoring.RetrainPolicy`: one place, so the code and the config cannot disagree.
-    """
-
-    psi_drift = luigi.FloatParameter(
-        default=Thresholds.psi_drift, description="a feature with PSI above this has drifted"
-    )
-    prediction_psi_drift = luigi.FloatParameter(
-        default=Thresholds.prediction_psi_drift, description="drift of the predictions' distribution"
-    )
-    rmse_degraded_ratio = luigi.FloatParameter(
-        default=Thresholds.rmse_degraded_ratio,
-        description="degraded when the month's RMSE exceeds this multiple of the model's test RMSE",
-    )
-    missing_share_change = luigi.FloatParameter(
-        default=Thresholds.missing_share_change,
-        description="report a column whose missing share moves by more than this (not part of the verdict)",
-    )
-    retrain_on = luigi.Parameter(
-        default=", ".join(RetrainPolicy.retrain_on),
-        description=f"comma-separated retrain rules, checked in order, among: {', '.join(RETRAIN_RULES)}",
-    )
-    importance_min_share = luigi.FloatParameter(
-        default=RetrainPolicy.importance_min_share,
-        description="drift_important: a feature counts if its share of the permutation importance is at least this",
-    )
-
-    def thresholds(self) -> Thresholds:
-        return Thresholds(
-            self.psi_drift, self.prediction_psi_drift, self.rmse_degraded_ratio, self.missing_share_change
-        )
-
-    def policy(self) -> RetrainPolicy:
-        rules = tuple(r.strip() for r in str(self.retrain_on).split(",") if r.strip())
-        return RetrainPolicy(rules, self.importance_min_share)
-
-
 def model_registry(color: str) -> ModelRegistry:
-    return open_registry(registry().model_name.format(color=color))
+    return open_registry(RegistryConfig().model_name.format(color=color))
 
 
 class ModelVersionParameter(luigi.Parameter):
@@ -142,7 +101,7 @@ class BatchPredictions(ModelVersionTask):
     """
 
     code_version = 2  # 2: dispatchable trips (not only kept ones), clipped, scoring.json
-    fingerprint_configs = (validation,)
+    fingerprint_configs = (ValidationConfig,)
 
     def requires(self) -> ValidatedTrips:
         return ValidatedTrips(color=self.color, month=self.month)
@@ -159,7 +118,7 @@ class BatchPredictions(ModelVersionTask):
         columns = list(BATCH_INPUT_COLUMNS)
         kept = read_table(self.input()["kept.parquet"], columns=columns)
         rejected = read_table(self.input()["rejected.parquet"], columns=[*columns, "reason"])
-        cfg = validation()
+        cfg = ValidationConfig()
         self.progress(f"predicting {len(kept)} kept trips and the scorable rejected ones with {meta['version']}", 30)
         predictions, facts = score_dispatchable(
             model, kept, rejected, meta["name"], meta["version"], (cfg.min_duration_min, cfg.max_duration_min)
@@ -178,7 +137,7 @@ class MonitoringReport(ModelVersionTask):
     Writes ``report/`` with ``monitoring.json``, plots and ``report.html``."""
 
     code_version = 2  # 2: PSI on present values, missingness apart, thresholds and model test metrics in it
-    fingerprint_configs = (monitoring,)
+    fingerprint_configs = (MonitoringConfig,)
 
     def requires(self) -> dict[str, luigi.Task]:
         return {
@@ -204,7 +163,7 @@ class MonitoringReport(ModelVersionTask):
         table = read_table(self.input()["table"])
         self.progress(f"monitoring {len(table)} trips", 30)
         test_metrics = meta.get("metrics", {}).get("test")
-        report = monitor_month(model, profile, table, rejected_share, monitoring().thresholds(), test_metrics)
+        report = monitor_month(model, profile, table, rejected_share, MonitoringConfig().thresholds(), test_metrics)
         months = lineage_months(meta)
         report.update(
             {
@@ -317,14 +276,14 @@ class MonthlyRun(PipelineTask):
     def _monitored_record(self) -> dict[str, Any]:
         monitoring_dir = location(self.input()["monitoring"].path)
         report = read_json(file_target(monitoring_dir / "monitoring.json"))
-        policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), monitoring().policy())
+        policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), MonitoringConfig().policy())
         return {
             "verdict": report["verdict"],
             "reasons": report["reasons"],
             "missingness": report["missingness"]["notes"],
             "rmse_ratio_to_test": report["accuracy"]["rmse_ratio_to_test"],
             "monitoring_report": str(monitoring_dir / "report.html"),
-            "retrain_policy": monitoring().policy().retrain_on,
+            "retrain_policy": MonitoringConfig().policy().retrain_on,
             "retrain_rule": policy["rule"],
             "policy_reason": policy["reason"],
         }

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import luigi
 
-from tasks.base import MonthParameter, atomic_path, evaluation, read_json
+from tasks.base import MonthParameter, atomic_path, read_json
 from tasks.data import ModelInputTable, read_table
+from tasks.settings import EvaluationConfig
 from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
 from tripduration.months import format_month
 from tripduration.nodes import evaluate_models
@@ -22,7 +23,7 @@ class EvaluationReport(TrainingWindow):
     """
 
     code_version = 2  # 2: the candidate ranking and the training months in the report
-    fingerprint_configs = (evaluation,)
+    fingerprint_configs = (EvaluationConfig,)
     all_cores = True
     test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
 
@@ -58,7 +59,7 @@ class EvaluationReport(TrainingWindow):
         model, baseline = load_model(inputs["model"]["model"]), load_model(inputs["baseline"]["model"])
         test = read_table(inputs["test"])
         with atomic_path(self.output()) as tmp:
-            cfg = evaluation()
+            cfg = EvaluationConfig()
             evaluate_models(
                 model,
                 baseline,

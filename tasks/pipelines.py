@@ -10,6 +10,7 @@ from luigi.util import requires
 from tasks.base import ColorParameter, MonthParameter
 from tasks.data import TripData
 from tasks.registration import RegisteredModel
+from tasks.settings import MonthlyConfig
 from tripduration.months import add_months, check_split, format_month
 
 
@@ -26,12 +27,6 @@ class TrainingPipeline(luigi.WrapperTask):
         check_split(self.train_months, self.val_month, self.test_month)  # refuse overlaps before any file
 
 
-class monthly(luigi.Config):  # noqa: N801
-    """``[monthly]``: the window of the monthly job."""
-
-    train_window = luigi.IntParameter(default=1, description="number of training months before the validation month")
-
-
 class MonthlyTraining(luigi.WrapperTask):
     """The monthly job for ``month`` M (the latest month with trips, usually the one that just ended).
 
@@ -44,7 +39,7 @@ class MonthlyTraining(luigi.WrapperTask):
 
     def window(self) -> dict[str, Any]:
         """The split of this month's job: ``train_months`` (tuple), ``val_month`` and ``test_month`` (M)."""
-        window = monthly().train_window
+        window = MonthlyConfig().train_window
         if window < 1:
             raise ValueError(f"[monthly] train_window is {window}; it must be at least 1")
         val = add_months(self.month, -1)

@@ -9,9 +9,10 @@ from typing import Any
 import luigi
 from luigi.util import inherits
 
-from tasks.base import PipelineTask, local_copy, open_registry, read_json, registry, write_json
+from tasks.base import PipelineTask, local_copy, open_registry, read_json, write_json
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.evaluation import EvaluationReport
+from tasks.settings import RegistryConfig
 from tasks.training import FinalModel, load_model
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month
@@ -46,7 +47,7 @@ class RegisteredModel(PipelineTask):
         return self.target("registration.json")
 
     def model_registry(self) -> ModelRegistry:
-        return open_registry(registry().model_name.format(color=self.color))
+        return open_registry(RegistryConfig().model_name.format(color=self.color))
 
     def data_lineage(self) -> list[dict[str, Any]]:
         lineage = []

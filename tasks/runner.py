@@ -35,8 +35,9 @@ from luigi.execution_summary import LuigiRunResult, LuigiStatusCode
 from luigi.task import flatten
 from luigi.task_register import Register
 
-from tasks.base import download, explain_write_error, is_s3_url, paths, project_path, sweep_orphans, usable_cpus
+from tasks.base import explain_write_error, is_s3_url, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
+from tasks.settings import DownloadConfig, PathsConfig
 from tripduration.fetch import probe_all
 from tripduration.months import format_month
 from tripduration.registry import ModelRegistry
@@ -151,10 +152,10 @@ def work_dir_lock() -> Iterator[Path | None]:
     An ``s3://`` work directory takes no lock: a local file would not stop a run on another host. There,
     luigid coordinates (it gives each task to one worker) or the operator runs one command at a time.
     """
-    if is_s3_url(paths().work_dir):
+    if is_s3_url(PathsConfig().work_dir):
         yield None
         return
-    work = project_path(paths().work_dir)
+    work = project_path(PathsConfig().work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lock_path = work / ".pipeline.lock"
     with open(lock_path, "a+") as fh:
@@ -197,14 +198,14 @@ def missing_months(tasks: Iterable[luigi.Task]) -> list[str]:
     disk is probed at once (one HEAD request, never retried). A 404/403/410, no such file, a DNS failure, a
     refused connection or no answer all mean "not available"; ``[download] offline = true`` probes nothing.
     """
-    cfg = download()
+    cfg = DownloadConfig()
     needed = sorted(
         {(t.color, format_month(t.month)) for t in _walk(tasks) if isinstance(t, TripData) and not t.complete()}
     )
     if not needed:
         return []
     if cfg.offline:
-        raw = project_path(paths().raw_dir)
+        raw = project_path(PathsConfig().raw_dir)
         return [f"{color} {month}: not in {raw} and [download] offline = true" for color, month in needed]
     urls = {key: cfg.url_template.format(color=key[0], month=key[1]) for key in needed}
     found = probe_all(urls.values(), timeout=cfg.probe_timeout_seconds)
@@ -319,9 +320,9 @@ def _sweep(central: bool) -> None:
     """Remove files a killed run left half-written; with luigid other workers may be writing right now, so
     only old ones are removed then."""
     # an s3:// work directory has nothing to sweep: S3 outputs are uploaded whole, temporaries stay in TMPDIR
-    local_work = [] if is_s3_url(paths().work_dir) else [project_path(paths().work_dir)]
+    local_work = [] if is_s3_url(PathsConfig().work_dir) else [project_path(PathsConfig().work_dir)]
     swept = sweep_orphans(local_work, older_than_seconds=3600 if central else 0)
-    registry_root = None if is_s3_url(paths().registry_dir) else project_path(paths().registry_dir)
+    registry_root = None if is_s3_url(PathsConfig().registry_dir) else project_path(PathsConfig().registry_dir)
     for home in sorted(registry_root.iterdir()) if registry_root and registry_root.is_dir() else []:
         if home.is_dir():  # every registry write holds the model's lock: sweep under it
             swept += ModelRegistry(registry_root, home.name).sweep_orphans()

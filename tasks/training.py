@@ -16,13 +16,12 @@ from tasks.base import (
     PipelineTask,
     atomic_path,
     is_remote,
-    model_search,
     read_bytes,
     read_json,
-    training,
     write_json,
 )
 from tasks.data import ModelInputTable, read_table
+from tasks.settings import ModelSearchConfig, TrainingConfig
 from tripduration.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.months import check_split
 from tripduration.nodes import concat_tables, fit_candidate, fit_row_count, score_candidate, select_best
@@ -55,7 +54,7 @@ class CandidateScore(TrainingWindow):
     """
 
     code_version = 1
-    fingerprint_configs = (training,)
+    fingerprint_configs = (TrainingConfig,)
     candidate = luigi.Parameter(description="candidate name from tripduration.candidates.CANDIDATES")
 
     @property
@@ -71,13 +70,13 @@ class CandidateScore(TrainingWindow):
 
     def run(self) -> None:
         spec = get_candidate(self.candidate)
-        names = list(model_search().candidates)
+        names = list(ModelSearchConfig().candidates)
         position = f"candidate {names.index(self.candidate) + 1} of {len(names)}" if self.candidate in names else ""
         self.progress(f"{position}: {self.candidate}: reading months", 5)
         train = concat_tables([read_table(t) for t in self.input()["train"]], "training")
         validation = read_table(self.input()["validation"])
         self.progress(f"{position}: {self.candidate}: fitting on {len(train)} trips", 20)
-        score = score_candidate(spec, train, validation, training().max_rows)
+        score = score_candidate(spec, train, validation, TrainingConfig().max_rows)
         write_json(self.output(), score)
         self.progress(f"{position}: {self.candidate}: validation RMSE {score['validation']['rmse']:.3f}", 100)
 
@@ -86,10 +85,10 @@ class ModelSelection(TrainingWindow):
     """Reads every candidate's score; writes ``selection.json`` with the ranking and the best candidate."""
 
     code_version = 1
-    fingerprint_configs = (model_search,)
+    fingerprint_configs = (ModelSearchConfig,)
 
     def requires(self) -> list[CandidateScore]:
-        return [self.clone(CandidateScore, candidate=name) for name in model_search().candidates]
+        return [self.clone(CandidateScore, candidate=name) for name in ModelSearchConfig().candidates]
 
     def output(self) -> luigi.LocalTarget:
         return self.target("selection.json")
@@ -111,7 +110,7 @@ class FinalModel(TrainingWindow):
     """
 
     code_version = 1
-    fingerprint_configs = (training,)
+    fingerprint_configs = (TrainingConfig,)
     all_cores = True
     role = luigi.ChoiceParameter(choices=["best", "baseline"], default="best", var_type=str)
 
@@ -129,7 +128,7 @@ class FinalModel(TrainingWindow):
         self.progress(f"{self.role}: {name}: reading months", 5)
         data = concat_tables([read_table(t) for t in self.input()["tables"]], "training + validation")
         self.progress(f"{self.role}: {name}: fitting on {len(data)} trips", 20)
-        model, seconds = fit_candidate(get_candidate(name), data, training().max_rows)
+        model, seconds = fit_candidate(get_candidate(name), data, TrainingConfig().max_rows)
         out = self.output()
         with atomic_path(out["model"]) as tmp:
             joblib.dump(model, tmp, compress=3)
@@ -142,7 +141,7 @@ class FinalModel(TrainingWindow):
                 "params": spec.params,
                 "description": spec.description,
                 "rows": len(data),
-                "fit_rows": fit_row_count(len(data), training().max_rows),
+                "fit_rows": fit_row_count(len(data), TrainingConfig().max_rows),
                 "fit_seconds": round(seconds, 3),
             },
         )

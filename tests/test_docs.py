@@ -26,7 +26,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"
 OPERATIONS = DOCS / "operations.md"
-CONFIG_MODULES = ("tasks.base", "tasks.deploy", "tasks.pipelines")
+CONFIG_MODULES = ("tasks.settings",)
 README_MAX_LINES = 200
 
 

@@ -127,11 +127,11 @@ def test_drift_retrains_only_on_features_the_model_depends_on(trained):
 def test_one_default_for_the_thresholds_in_code_config_class_and_luigi_cfg():
     import configparser
 
-    from tasks.deploy import monitoring
+    from tasks.settings import MonitoringConfig
 
     defaults = Thresholds()
     assert defaults.psi_drift == 0.2  # the documented value, also in luigi.cfg (was 0.25 here)
-    params = dict(monitoring.get_params())
+    params = dict(MonitoringConfig.get_params())
     for name in ("psi_drift", "prediction_psi_drift", "rmse_degraded_ratio", "missing_share_change"):
         assert params[name]._default == getattr(defaults, name), name
     assert params["retrain_on"]._default == "degraded, drift_important"
