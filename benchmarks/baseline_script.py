@@ -8,7 +8,7 @@ It does the work of ``python pipeline.py`` (TrainingPipeline) step by step, call
 tasks call, with the same configuration: the project's ``luigi.cfg`` and then ``$LUIGI_CONFIG_PATH`` (read
 with ``configparser``: ``[paths] raw_dir/zone_lookup``, ``[validation]``, ``[model_search] candidates``,
 ``[registry] model_name``), and the same thread settings as a one-worker pipeline run (single-threaded
-BLAS, OpenMP left at all cores; ``tasks.base._prepare_task_process``). Steps and files, under OUT_DIR:
+BLAS, OpenMP left at all cores; ``tasks.process.prepare_task_process``). Steps and files, under OUT_DIR:
 
 1. per month: ``validate_trip_file`` -> ``<month>/kept.parquet``, ``rejected.parquet``, ``summary.json``
    (ValidatedTrips), then ``modelling_table`` -> ``<month>/table.parquet`` (ModelInputTable);
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-month", default="2021-03")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    # the same thread settings as a task in a one-worker pipeline run (tasks.base._prepare_task_process)
+    # the same thread settings as a task in a one-worker pipeline run (tasks.process.prepare_task_process)
     threadpool_limits(limits=1, user_api="blas")
 
     cfg = read_config()

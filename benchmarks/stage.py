@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    # the thread settings of a task in a one-worker pipeline run (tasks.base._prepare_task_process)
+    # the thread settings of a task in a one-worker pipeline run (tasks.process.prepare_task_process)
     threadpool_limits(limits=1, user_api="blas")
     after_imports = current_rss_mb()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

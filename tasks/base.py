@@ -1,4 +1,4 @@
-"""Shared Luigi wiring: configuration sections, parameter types and the output path convention.
+"""The base task: the output path convention (fingerprints), input content in fingerprints, invalidation marks.
 
 Output paths follow gokart's idea: ``<work_dir>/<TaskFamily>/<readable params>-<hash>/<file>``, where the
 hash covers the task family, its ``code_version``, its significant parameters, the values of the config
@@ -9,17 +9,11 @@ ones, while everything upstream that did not change is reused.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import errno
 import hashlib
 import json
 import logging
 import os
-import random
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,123 +21,20 @@ import luigi
 import luigi.rpc
 from luigi.task import flatten
 
-from tasks.settings import ParallelismConfig, PathsConfig
-from tripduration import threads as native_threads
+from tasks import process
+from tasks.process import explain_write_error, scheduler_cores
+from tasks.settings import ParallelismConfig
+from tasks.targets import (
+    S3Url,
+    content_cache_dir,
+    file_target,
+    folder_output,
+    is_remote,
+    read_bytes,
+    s3_identity,
+    work_root,
+)
 from tripduration.content import content_sha256
-from tripduration.months import COLORS, format_month, parse_month, parse_month_list
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def project_path(value: str) -> Path:
-    """A configured path; relative paths are relative to the project root, not the working directory."""
-    path = Path(os.path.expanduser(str(value)))
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def is_s3_url(value: object) -> bool:
-    """``s3://bucket/prefix``: a location in an S3-compatible store (see docs/object-storage.md)."""
-    return str(value).startswith("s3://")
-
-
-class S3Url(str):
-    """An ``s3://bucket/key`` URL with the few ``Path`` operations output paths use (``/``, ``name``,
-    ``parent``, ``with_name``). ``Path("s3://b/k")`` would collapse the ``//`` and make a local path."""
-
-    def __truediv__(self, other: object) -> S3Url:
-        return S3Url(f"{self.rstrip('/')}/{str(other).lstrip('/')}")
-
-    @property
-    def name(self) -> str:
-        return self.rstrip("/").rsplit("/", 1)[-1]
-
-    @property
-    def parent(self) -> S3Url:
-        return S3Url(self.rstrip("/").rsplit("/", 1)[0])
-
-    def with_name(self, name: str) -> S3Url:
-        return self.parent / name
-
-
-def location(value: str) -> Path | S3Url:
-    """A configured ``[paths]`` value: an :class:`S3Url` for ``s3://``, else :func:`project_path`."""
-    return S3Url(str(value).rstrip("/")) if is_s3_url(value) else project_path(value)
-
-
-def work_root() -> Path | S3Url:
-    """``[paths] work_dir``: a local folder or an ``s3://`` prefix."""
-    return location(PathsConfig().work_dir)
-
-
-def file_target(path: Path | str) -> luigi.target.FileSystemTarget:
-    """One output file: ``LocalTarget``, or an ``S3Target`` for an ``s3://`` URL (luigi.contrib.s3 and
-    boto3 are imported only then, so local runs do not pay for them)."""
-    if is_s3_url(path):
-        from tasks.s3_targets import target_for
-
-        return target_for(str(path))
-    return luigi.LocalTarget(str(path))
-
-
-def folder_output(path: Path | str) -> luigi.target.FileSystemTarget:
-    """One output folder: ``LocalTarget`` (appears by one rename), or an ``S3FlagTarget`` (``_SUCCESS`` last)."""
-    if is_s3_url(path):
-        from tasks.s3_targets import folder_target
-
-        return folder_target(str(path))
-    return luigi.LocalTarget(str(path).rstrip("/"))
-
-
-def open_registry(name: str) -> Any:
-    """The ``ModelRegistry`` of ``name`` under ``[paths] registry_dir``; for ``s3://`` with the same boto3
-    settings (``[s3]``, AWS environment) as luigi's targets."""
-    from tripduration.registry import ModelRegistry
-
-    root = str(PathsConfig().registry_dir)
-    if is_s3_url(root):
-        from tasks.s3_targets import storage_from_config
-
-        return ModelRegistry(root, name, storage=storage_from_config(f"{root.rstrip('/')}/{name}"))
-    return ModelRegistry(project_path(root), name)
-
-
-def is_remote(target: object) -> bool:
-    """True for luigi.contrib.s3 targets (the module is not imported for a local target)."""
-    return type(target).__module__ == "luigi.contrib.s3"
-
-
-# --------------------------------------------------------------------------- configuration sections
-# --------------------------------------------------------------------------- parameters
-class ColorParameter(luigi.ChoiceParameter):
-    """Taxi colour; only known colours are accepted, so the value is safe in paths and URLs."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("choices", COLORS)
-        kwargs.setdefault("var_type", str)
-        kwargs.setdefault("default", "green")
-        kwargs.setdefault("description", f"taxi colour, one of {', '.join(COLORS)}")
-        super().__init__(**kwargs)
-
-
-class MonthParameter(luigi.MonthParameter):
-    """A month ``YYYY-MM`` whose parse errors say what is wrong (``2021-13``: month number 13...)."""
-
-    def parse(self, s: str) -> dt.date:
-        return parse_month(s)
-
-
-class MonthListParameter(luigi.Parameter):
-    """Months as ``2021-01,2021-02`` or a range ``2021-01..2021-03``; a sorted tuple of dates."""
-
-    def parse(self, x: str) -> tuple[dt.date, ...]:
-        return parse_month_list(x)
-
-    def normalize(self, x: Any) -> tuple[dt.date, ...]:
-        return parse_month_list(x) if not isinstance(x, tuple) or not all(isinstance(m, dt.date) for m in x) else x
-
-    def serialize(self, x: Any) -> str:
-        return ",".join(format_month(m) for m in parse_month_list(x))
-
 
 # --------------------------------------------------------------------------- base task
 _SAFE = re.compile(r"[^A-Za-z0-9.=_,-]+")
@@ -291,40 +182,6 @@ def dependency_key(task: luigi.Task) -> str:
     return key() if callable(key) else task.task_id
 
 
-def content_cache_dir() -> Path:
-    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.content`).
-
-    With an ``s3://`` work directory: a local folder (``$XDG_CACHE_HOME`` or ``~/.cache``) keyed by the work
-    directory's URL. The cache only saves rehashing local files; each host keeps its own.
-    """
-    root = work_root()
-    if isinstance(root, S3Url):
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return base / "tripduration" / "content-sha256" / hashlib.sha256(root.encode()).hexdigest()[:16]
-    return root / ".content-sha256"
-
-
-def s3_identity(target: luigi.target.FileSystemTarget) -> str | None:
-    """Content identity of an S3 object without reading it: its ETag and size (None if it does not exist).
-
-    Cheap (one HEAD) where hashing would download the whole month. The ETag changes whenever the object is
-    rewritten with other bytes (it is the MD5 of the body for a single PUT, of the parts for a multipart
-    upload), so a file replaced under the same name still makes new downstream outputs; the sha256 of the
-    bytes actually read is recorded by the consumer (``ValidatedTrips``' summary).
-    """
-    from tripduration.storage import parse_s3_url
-
-    bucket, key = parse_s3_url(target.path)
-    try:
-        head = target.fs.s3.meta.client.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # botocore ClientError; 404 means absent
-        if "404" in str(exc) or "Not Found" in str(exc):
-            return None
-        raise
-    etag = head["ETag"].strip('"')
-    return f"etag={etag},bytes={head['ContentLength']}"
-
-
 class SourceFile:
     """Mixin of the tasks whose output is an input file of the pipeline (a raw month, the zone lookup).
 
@@ -354,242 +211,5 @@ class SourceFile:
         return f"{own}:sha256={self.content_sha256() or 'absent'}"
 
 
-@contextlib.contextmanager
-def atomic_path(target: luigi.LocalTarget) -> Iterator[str]:
-    """Yield a temporary path beside ``target``; move it over ``target`` only if the block succeeds.
-
-    Like ``LocalTarget.temporary_path`` (same ``-luigi-tmp-`` naming, same folder so the rename is atomic),
-    but it removes the temporary file or folder when the block raises, and it replaces an existing output
-    (left by a run that was killed after writing some, not all, of a task's outputs) instead of failing.
-    An S3 target is written in local scratch and uploaded only if the block succeeds
-    (``tasks.s3_targets.atomic_output_path``), so every task writes the same way to both places.
-    """
-    if is_remote(target):
-        from tasks.s3_targets import atomic_output_path
-
-        with atomic_output_path(target) as tmp:
-            yield tmp
-        return
-    final = target.path.rstrip("/")
-    tmp = f"{final}-luigi-tmp-{random.randrange(10**10):010d}"
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    try:
-        yield tmp
-        if os.path.isdir(tmp) and os.path.isdir(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise
-
-
-def write_json(target: luigi.LocalTarget, payload: Any) -> None:
-    with target.open("w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-
-
-def read_json(target: luigi.target.FileSystemTarget) -> Any:
-    return json.loads(read_bytes(target))
-
-
-def read_bytes(target: luigi.target.FileSystemTarget) -> bytes:
-    """The content of a file output, local or S3 (``FileNotFoundError`` if it does not exist)."""
-    if not is_remote(target):
-        return Path(target.path).read_bytes()
-    from tripduration.storage import parse_s3_url
-
-    bucket, key = parse_s3_url(target.path)
-    client = target.fs.s3.meta.client
-    try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except client.exceptions.NoSuchKey:
-        raise FileNotFoundError(f"{target.path}: no such object") from None
-
-
-@contextlib.contextmanager
-def local_copy(target: luigi.target.FileSystemTarget, if_identity: str | None = None) -> Iterator[str]:
-    """A local path holding ``target``'s content, for readers that need a path (joblib, hashing, folders).
-
-    Local targets: the path itself. S3: the object (or, for a folder target, every object under its
-    prefix but the flag) is downloaded into a fresh scratch folder under ``TMPDIR``, under the same base
-    name, and removed after the block. ``if_identity`` (from :func:`s3_identity`): download only those
-    bytes (``If-Match`` on the ETag), so a file replaced since the graph was built is refused, not read.
-    """
-    if not is_remote(target):
-        yield target.path
-        return
-    import tempfile
-
-    scratch = tempfile.mkdtemp(prefix="luigi-s3-input-")
-    try:
-        local = os.path.join(scratch, S3Url(target.path).name or "input")
-        _download(target, local, if_identity)
-        yield local
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _download(target: luigi.target.FileSystemTarget, local: str, if_identity: str | None) -> None:
-    from tripduration.storage import parse_s3_url
-
-    client = target.fs.s3.meta.client
-    bucket, key = parse_s3_url(target.path)
-    flag = getattr(target, "flag", None)
-    if flag is None:
-        condition = {"IfMatch": '"' + if_identity.split(",")[0].removeprefix("etag=") + '"'} if if_identity else {}
-        try:
-            body = client.get_object(Bucket=bucket, Key=key, **condition)["Body"]
-            with open(local, "wb") as fh:
-                shutil.copyfileobj(body, fh, 1 << 20)
-        except Exception as exc:
-            if "412" in str(exc) or "PreconditionFailed" in str(exc):
-                raise RuntimeError(
-                    f"{target.path} changed while the pipeline was running ({if_identity} when the run started); "
-                    "nothing was written. Run the same command again: it will process the new content."
-                ) from exc
-            raise
-        return
-    prefix = key.rstrip("/") + "/"
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) :]
-            if relative and relative != flag:
-                dest = os.path.join(local, relative)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                client.download_file(bucket, item["Key"], dest)
-
-
-def scheduler_cores() -> int:
-    """Total of the scheduler's ``cores`` resource for this run, 0 if it has none.
-
-    ``tasks.runner.run`` sets ``[resources] cores`` before building: for the local scheduler the CPUs this
-    process may use (unless luigi.cfg sets it), for luigid the total luigid reports (``bin/scheduler``
-    gives it one). Tasks then ask for cores (:attr:`PipelineTask.all_cores`), so the scheduler never runs
-    more threads than cores. Without the resource (the bare ``luigi`` command, a luigid without it) tasks
-    ask for none, and forked tasks use one thread each.
-    """
-    return luigi.configuration.get_config().getint("resources", "cores", 0)
-
-
-def usable_cpus() -> int:
-    """CPUs this process can really get: the affinity mask, capped by the cgroup CPU quota if there is one.
-
-    ``pipeline.py`` offers this many ``cores`` to the local scheduler; see ``tripduration/threads.py``.
-    """
-    return native_threads.usable_cpus()
-
-
-@PipelineTask.event_handler(luigi.Event.START)
-def _prepare_task_process(task: PipelineTask) -> None:
-    """Runs at the start of every task, in the process that runs it (a forked child with ``--workers`` > 1)."""
-    import multiprocessing
-
-    forked = multiprocessing.current_process().name != "MainProcess"
-    if forked:
-        _die_with_parent()
-    # Normally a no-op: the entry point (pipeline.py) already set passive OpenMP waiting before scikit-learn
-    # loaded, and a forked task inherits it. A process that imported the tasks another way gets one warning
-    # here, and the processes it starts get the setting.
-    native_threads.prepare_process()
-    _limit_native_threads(task, forked)
-
-
-def _limit_native_threads(task: PipelineTask, forked: bool) -> None:
-    """OpenMP threads: the cores the task holds, never more than the CPUs free right now; BLAS: one.
-
-    A process that runs tasks itself (one worker) may use every usable CPU. Either way a task on a shared,
-    busy machine starts fewer threads (:func:`tripduration.threads.free_cpus`): CPU contention then slows it
-    in proportion, instead of making its threads wait for each other at every barrier. An operator's
-    ``OMP_NUM_THREADS`` is respected as an upper bound.
-    """
-    from threadpoolctl import threadpool_limits
-
-    # BLAS always single-threaded: multi-threaded reductions change the last digits of linear models'
-    # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
-    threadpool_limits(limits=1, user_api="blas")
-    wanted = task.task_cores() if forked or ParallelismConfig().threads_per_task else usable_cpus()
-    operator = os.environ.get("OMP_NUM_THREADS", "")
-    if operator.isdigit() and int(operator) > 0:
-        wanted = min(wanted, int(operator))
-    threads = max(1, min(wanted, usable_cpus(), native_threads.free_cpus()))
-    # applies process-wide until changed; every task sets it at its start
-    threadpool_limits(limits=threads, user_api="openmp")
-    task.__dict__["_openmp_threads"] = threads
-
-
-def _die_with_parent() -> None:
-    """Make a forked task process die when the worker that forked it dies (Linux ``PR_SET_PDEATHSIG``).
-
-    Without it, a task process outlives a worker killed with SIGKILL, finishes its task and holds the work
-    directory's lock while the next run starts. With it, the task dies too and the rerun redoes it.
-    """
-    import ctypes
-    import signal
-
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):  # not Linux: keep luigi's behaviour
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-_WRITE_ERRNOS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-}
-
-
-def explain_write_error(exc: BaseException) -> str | None:
-    """A clear message for the write failures an operator can fix (full disk, permissions), else None."""
-    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        where = exc.filename or project_path(PathsConfig().work_dir)
-        return (
-            f"cannot write {where}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}). Free space or fix the "
-            f"permissions of {project_path(PathsConfig().work_dir)} / "
-            f"{project_path(PathsConfig().registry_dir)} and run again: outputs written before are intact and "
-            "will not be redone."
-        )
-    return None
-
-
-def sweep_orphans(roots: list[Path], older_than_seconds: float = 0.0) -> list[Path]:
-    """Remove temporary files left by killed runs under ``roots``: ``*-luigi-tmp-*``, ``.staging-*``, ``.*.tmp``.
-
-    Call it only while no other run can be writing under ``roots`` (under the work-directory lock), or with
-    ``older_than_seconds`` large enough that nothing still being written can match.
-    """
-    import time
-
-    removed: list[Path] = []
-    cutoff = time.time() - older_than_seconds
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for path in root.rglob("*"):
-            name = path.name
-            orphan = "-luigi-tmp-" in name or (
-                name.startswith(".") and (name.startswith(".staging-") or name.endswith(".tmp"))
-            )
-            if not orphan:
-                continue
-            try:
-                if path.lstat().st_mtime > cutoff:
-                    continue
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-                removed.append(path)
-            except FileNotFoundError:
-                continue
-    return removed
+# every task, in the process that runs it: thread limits for the cores it holds, death with its worker
+PipelineTask.event_handler(luigi.Event.START)(process.prepare_task_process)

@@ -6,19 +6,10 @@ import luigi
 import pandas as pd
 from luigi.util import inherits, requires
 
-from tasks.base import (
-    ColorParameter,
-    MonthParameter,
-    PipelineTask,
-    SourceFile,
-    atomic_path,
-    file_target,
-    is_remote,
-    local_copy,
-    location,
-    write_json,
-)
+from tasks.base import PipelineTask, SourceFile
+from tasks.params import ColorParameter, MonthParameter
 from tasks.settings import DownloadConfig, PathsConfig, ValidationConfig
+from tasks.targets import atomic_path, file_target, is_remote, local_copy, location, write_json
 from tripduration.errors import DownloadError
 from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
 from tripduration.fetch import download as fetch_url

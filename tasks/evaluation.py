@@ -7,9 +7,10 @@ from pathlib import Path
 
 import luigi
 
-from tasks.base import MonthParameter, atomic_path, read_json
 from tasks.data import ModelInputTable, read_table
+from tasks.params import MonthParameter
 from tasks.settings import EvaluationConfig
+from tasks.targets import atomic_path, read_json
 from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
 from tripduration.months import format_month
 from tripduration.nodes import evaluate_models

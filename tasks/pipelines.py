@@ -7,8 +7,8 @@ from typing import Any
 import luigi
 from luigi.util import requires
 
-from tasks.base import ColorParameter, MonthParameter
 from tasks.data import TripData
+from tasks.params import ColorParameter, MonthParameter
 from tasks.registration import RegisteredModel
 from tasks.settings import MonthlyConfig
 from tripduration.months import add_months, check_split, format_month

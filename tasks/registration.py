@@ -9,10 +9,11 @@ from typing import Any
 import luigi
 from luigi.util import inherits
 
-from tasks.base import PipelineTask, local_copy, open_registry, read_json, write_json
+from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, ValidatedTrips, read_table
 from tasks.evaluation import EvaluationReport
 from tasks.settings import RegistryConfig
+from tasks.targets import local_copy, open_registry, read_json, write_json
 from tasks.training import FinalModel, load_model
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month

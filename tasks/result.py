@@ -45,7 +45,7 @@ def stage_times(result: LuigiRunResult | None, task_ids: Iterable[str] | None = 
 
 def _read_json(target: Any) -> dict[str, Any] | None:
     try:
-        from tasks.base import read_json
+        from tasks.targets import read_json
 
         return read_json(target)
     except (OSError, ValueError, AttributeError):

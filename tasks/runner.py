@@ -35,9 +35,10 @@ from luigi.execution_summary import LuigiRunResult, LuigiStatusCode
 from luigi.task import flatten
 from luigi.task_register import Register
 
-from tasks.base import explain_write_error, is_s3_url, project_path, sweep_orphans, usable_cpus
 from tasks.data import TripData
+from tasks.process import explain_write_error, sweep_orphans, usable_cpus
 from tasks.settings import DownloadConfig, PathsConfig
+from tasks.targets import is_s3_url, project_path
 from tripduration.fetch import probe_all
 from tripduration.months import format_month
 from tripduration.registry import ModelRegistry
@@ -254,7 +255,7 @@ def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: list[luigi.
 
 
 def offer_cores(scheduler_url: str | None) -> int:
-    """Set ``[resources] cores`` for this run (see ``tasks.base.scheduler_cores``) and return it.
+    """Set ``[resources] cores`` for this run (see ``tasks.process.scheduler_cores``) and return it.
 
     Local scheduler: luigi.cfg's value if it has one, else the CPUs this process may use. luigid: the total
     it reports for ``cores`` (its own luigi.cfg; ``bin/scheduler`` writes one); if it has none, the option

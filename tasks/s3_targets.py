@@ -10,7 +10,7 @@ Why each piece:
   flag does (:func:`upload_folder`);
 - tools that write to a *path* (``to_parquet``, ``joblib.dump``, a folder of plots) write into a local
   scratch path and :func:`atomic_output_path` uploads the result only if the block succeeded. For a
-  ``LocalTarget`` it is ``tasks.base.atomic_path``, so a task can use one call for both places;
+  ``LocalTarget`` it is ``tasks.targets.atomic_path``, so a task can use one call for both places;
 - a task with several outputs is complete only when all exist (luigi's ``complete()``); each output being
   atomic, a task killed after writing some of them is incomplete and "run the same command again" redoes it.
 
@@ -73,7 +73,7 @@ def target_for(path_or_url: str | Path, client: S3Client | None = None) -> luigi
 
 def folder_target(path_or_url: str | Path, client: S3Client | None = None) -> luigi.target.FileSystemTarget:
     """One output folder: ``S3FlagTarget`` (exists once ``_SUCCESS`` does) for ``s3://``, else ``LocalTarget``
-    (a local folder appears by one rename, see ``tasks.base.atomic_path``)."""
+    (a local folder appears by one rename, see ``tasks.targets.atomic_path``)."""
     text = str(path_or_url)
     if is_s3_url(text):
         parse_s3_url(text)
@@ -163,11 +163,11 @@ def atomic_output_path(target: luigi.target.FileSystemTarget) -> Iterator[str]:
     only if the block succeeds.
 
     S3 targets: the path is in a fresh local scratch folder (``TMPDIR``), uploaded on success by
-    :func:`upload_file` or :func:`upload_folder` and removed either way. Local targets: ``tasks.base.atomic_path``
+    :func:`upload_file` or :func:`upload_folder` and removed either way. Local targets: ``tasks.targets.atomic_path``
     (temporary name beside the target, one rename).
     """
     if not isinstance(target, S3Target):
-        from tasks.base import atomic_path
+        from tasks.targets import atomic_path
 
         with atomic_path(target) as tmp:
             yield tmp

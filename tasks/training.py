@@ -9,19 +9,11 @@ from typing import Any
 import joblib
 import luigi
 
-from tasks.base import (
-    ColorParameter,
-    MonthListParameter,
-    MonthParameter,
-    PipelineTask,
-    atomic_path,
-    is_remote,
-    read_bytes,
-    read_json,
-    write_json,
-)
+from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, read_table
+from tasks.params import ColorParameter, MonthListParameter, MonthParameter
 from tasks.settings import ModelSearchConfig, TrainingConfig
+from tasks.targets import atomic_path, is_remote, read_bytes, read_json, write_json
 from tripduration.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.months import check_split
 from tripduration.nodes import concat_tables, fit_candidate, fit_row_count, score_candidate, select_best

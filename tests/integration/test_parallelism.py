@@ -15,7 +15,8 @@ import luigi
 import pytest
 
 from tasks import runner
-from tasks.base import PipelineTask, scheduler_cores
+from tasks.base import PipelineTask
+from tasks.process import scheduler_cores
 
 
 class CoreProbe(PipelineTask):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline
-from tasks.base import read_json
+from tasks.targets import read_json
 from tripduration.registry import ModelRegistry
 
 # real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
@@ -110,7 +110,7 @@ def test_batch_predictions_and_monitoring_on_s3(pipeline_env, run_tasks, s3_path
     assert result.ok, result
     report = MonitoringReport(month=april).output()
     assert report.exists() and report.path.startswith("s3://")
-    from tasks.base import file_target
+    from tasks.targets import file_target
 
     monitoring = read_json(file_target(report.path.rstrip("/") + "/monitoring.json"))
     assert monitoring["month"] == "2021-04" and monitoring["verdict"] in ("ok", "drift", "degraded")

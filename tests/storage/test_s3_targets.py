@@ -15,8 +15,8 @@ import pytest
 from luigi.contrib.s3 import S3FlagTarget, S3Target
 
 import tasks.s3_targets as s3_targets
-from tasks.base import read_json
 from tasks.s3_targets import atomic_output_path, folder_target, read_parquet_target, target_for, upload_folder
+from tasks.targets import read_json
 from tests.storage.conftest import S3Env
 from tests.storage.s3_tasks import FRAME, ThreeOutputs
 from tripduration.storage import storage_for
