@@ -9,11 +9,13 @@ ones, while everything upstream that did not change is reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +32,7 @@ from tasks.targets import (
     file_target,
     folder_output,
     is_remote,
+    local_copy,
     read_bytes,
     s3_identity,
     work_root,
@@ -114,6 +117,10 @@ class PipelineTask(luigi.Task):
             return super().on_failure(exception)
         logging.getLogger("luigi-interface").error("%s failed: %s", self, explained)
         return explained
+
+    def progress_with(self, prefix: str) -> Callable[[str, int], None]:
+        """A progress callback for a node function: its messages are shown after ``prefix: ``."""
+        return lambda message, percent: self.progress(f"{prefix}: {message}" if prefix else message, percent)
 
     def progress(self, message: str, percent: int | None = None) -> None:
         """Report what the task is doing to the scheduler (shown in luigid's web view).
@@ -205,6 +212,26 @@ class SourceFile:
                 content_sha256(path, content_cache_dir()) if os.path.isfile(path) else None
             )
         return self.__dict__["_content_sha256"]
+
+    def pinned_copy(self) -> contextlib.AbstractContextManager[str]:
+        """A local path with the file's content; on S3 only the bytes the graph was built on (If-Match on
+        the ETag), downloaded once to local scratch, so they are hashed and read from the same copy."""
+        target = self.output()  # type: ignore[attr-defined]
+        return local_copy(target, self.content_sha256() if is_remote(target) else None)
+
+    def check_read(self, actual_sha256: str) -> None:
+        """Refuse to record results of a file that changed after the graph was built (its digest is in the
+        fingerprint of the consumer's output path): the outputs would describe other bytes than their path says."""
+        target = self.output()  # type: ignore[attr-defined]
+        expected = self.content_sha256()
+        if is_remote(target):  # identity is the ETag, checked by the download itself (If-Match)
+            return
+        if expected is not None and expected != actual_sha256:
+            raise RuntimeError(
+                f"{target.path} changed while the pipeline was running (sha256 {expected[:12]}... when the "
+                f"run started, {actual_sha256[:12]}... when read); nothing was written. Run the same command "
+                "again: it will process the new content."
+            )
 
     def dependency_key(self) -> str:
         own = self.fingerprint() if isinstance(self, PipelineTask) else self.task_id  # type: ignore[attr-defined]

@@ -10,11 +10,21 @@ from typing import Any
 import luigi
 
 from tasks.base import PipelineTask
-from tasks.data import ModelInputTable, ValidatedTrips, read_table
+from tasks.data import ModelInputTable, ValidatedTrips
 from tasks.params import ColorParameter, MonthParameter
 from tasks.pipelines import MonthlyTraining
 from tasks.settings import MonitoringConfig, RegistryConfig, ValidationConfig
-from tasks.targets import S3Url, atomic_path, file_target, location, open_registry, read_json, work_root, write_json
+from tasks.targets import (
+    S3Url,
+    atomic_path,
+    file_target,
+    location,
+    open_registry,
+    read_json,
+    read_table,
+    work_root,
+    write_json,
+)
 from tripduration.evaluation import render_monitoring_html
 from tripduration.monitoring import monitor_month, retrain_decision
 from tripduration.months import format_month

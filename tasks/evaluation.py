@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from typing import Any
 
 import luigi
 
-from tasks.data import ModelInputTable, read_table
+from tasks.data import ModelInputTable
 from tasks.params import MonthParameter
 from tasks.settings import EvaluationConfig
-from tasks.targets import atomic_path, read_json
-from tasks.training import FinalModel, ModelSelection, TrainingWindow, load_model
+from tasks.targets import dump_folder, load
+from tasks.training import FinalModel, ModelSelection, TrainingWindow
 from tripduration.months import format_month
 from tripduration.nodes import evaluate_models
 
@@ -40,10 +40,18 @@ class EvaluationReport(TrainingWindow):
         return self.folder("report")
 
     def run(self) -> None:
-        inputs = self.input()
-        selection = read_json(inputs["selection"])
-        fit = read_json(inputs["model"]["fit"])
-        context = {
+        data, cfg = load(self.input()), EvaluationConfig()
+        models = (data["model"]["model"], data["baseline"]["model"])
+        options = {"importance_rows": cfg.importance_rows, "importance_repeats": cfg.importance_repeats}
+        dump_folder(
+            self.output(),
+            lambda folder: evaluate_models(*models, data["test"], folder, self.context(data), self.progress, **options),
+        )
+
+    def context(self, data: dict[str, Any]) -> dict[str, Any]:
+        """What the report says besides the test metrics: the data split, the algorithm and the search."""
+        selection, fit = data["selection"], data["model"]["fit"]
+        return {
             "color": self.color,
             "algorithm": fit["candidate"],
             "train_months": [format_month(m) for m in self.train_months],
@@ -56,18 +64,3 @@ class EvaluationReport(TrainingWindow):
                 "baseline_validation": selection["baseline_validation"],
             },
         }
-        self.progress("loading models and the test month", 5)
-        model, baseline = load_model(inputs["model"]["model"]), load_model(inputs["baseline"]["model"])
-        test = read_table(inputs["test"])
-        with atomic_path(self.output()) as tmp:
-            cfg = EvaluationConfig()
-            evaluate_models(
-                model,
-                baseline,
-                test,
-                Path(tmp),
-                context,
-                progress=self.progress,
-                importance_rows=cfg.importance_rows,
-                importance_repeats=cfg.importance_repeats,
-            )

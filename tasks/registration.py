@@ -10,11 +10,11 @@ import luigi
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
-from tasks.data import ModelInputTable, ValidatedTrips, read_table
+from tasks.data import ModelInputTable, ValidatedTrips
 from tasks.evaluation import EvaluationReport
 from tasks.settings import RegistryConfig
-from tasks.targets import local_copy, open_registry, read_json, write_json
-from tasks.training import FinalModel, load_model
+from tasks.targets import load_model, local_copy, open_registry, read_json, read_table, write_json
+from tasks.training import FinalModel
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month
 from tripduration.nodes import concat_tables, environment_versions, reference_profile, register_with_gate

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import luigi
 import luigi.rpc
 
 from tasks.settings import PathsConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,6 +182,86 @@ def write_json(target: luigi.LocalTarget, payload: Any) -> None:
 
 def read_json(target: luigi.target.FileSystemTarget) -> Any:
     return json.loads(read_bytes(target))
+
+
+def read_table(target: luigi.target.FileSystemTarget, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet output, local or S3 (column-wise ranged reads with pyarrow's S3 filesystem)."""
+    if is_remote(target):
+        from tasks.s3_targets import read_parquet_target
+
+        return read_parquet_target(target, columns)
+    from tripduration.parquet import read_parquet
+
+    return read_parquet(target.path, columns=columns)
+
+
+def load_model(target: luigi.target.FileSystemTarget) -> Any:
+    """A fitted model output, local or S3 (read as bytes: joblib loads from a file object)."""
+    import joblib
+
+    if not is_remote(target):
+        return joblib.load(target.path)
+    return joblib.load(io.BytesIO(read_bytes(target)))
+
+
+#: how :func:`load` reads and :func:`dump` writes an output, by the suffix of its name
+FORMATS = (".json", ".parquet", ".joblib")
+
+
+def _suffix(target: luigi.target.FileSystemTarget) -> str:
+    suffix = Path(str(target.path)).suffix
+    if suffix not in FORMATS:
+        raise ValueError(f"{target.path}: no format for {suffix or 'a name without suffix'!r}; use one of {FORMATS}")
+    return suffix
+
+
+def load(inputs: Any, columns: list[str] | None = None) -> Any:
+    """The content of a task's input(s), read by suffix: ``.json`` -> object, ``.parquet`` -> DataFrame
+    (``columns``: only those), ``.joblib`` -> fitted model. Lists and dicts of targets (what ``self.input()``
+    returns) give lists and dicts of contents, as gokart's ``load`` does."""
+    if isinstance(inputs, dict):
+        return {key: load(value, columns) for key, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [load(value, columns) for value in inputs]
+    suffix = _suffix(inputs)
+    if suffix == ".json":
+        return read_json(inputs)
+    if suffix == ".parquet":
+        return read_table(inputs, columns)
+    return load_model(inputs)
+
+
+def dump(outputs: Any, content: Any) -> None:
+    """Write ``content`` to a task's output(s) atomically, by suffix: ``.json`` (sorted keys), ``.parquet``
+    (a DataFrame), ``.joblib`` (compressed). A dict of targets takes a dict of contents with the same keys."""
+    if isinstance(outputs, dict):
+        missing = set(outputs) - set(content)
+        if missing:
+            raise ValueError(f"no content for the outputs {sorted(missing)}")
+        for key, target in outputs.items():
+            dump(target, content[key])
+        return
+    suffix = _suffix(outputs)
+    if suffix == ".json":
+        write_json(outputs, content)
+        return
+    with atomic_path(outputs) as tmp:
+        if suffix == ".parquet":
+            from tripduration.parquet import write_parquet
+
+            write_parquet(content, tmp)
+        else:
+            import joblib
+
+            joblib.dump(content, tmp, compress=3)
+
+
+def dump_folder(output: luigi.target.FileSystemTarget, write: Callable[[Path], None]) -> None:
+    """Create a folder output atomically: ``write(folder)`` fills a fresh temporary folder, which becomes the
+    output only if it returns (renamed locally; uploaded with its ``_SUCCESS`` flag last on S3)."""
+    with atomic_path(output) as tmp:
+        Path(tmp).mkdir()
+        write(Path(tmp))
 
 
 def read_bytes(target: luigi.target.FileSystemTarget) -> bytes:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
-import joblib
 import luigi
 
 from tasks.base import PipelineTask
-from tasks.data import ModelInputTable, read_table
+from tasks.data import ModelInputTable
 from tasks.params import ColorParameter, MonthListParameter, MonthParameter
 from tasks.settings import ModelSearchConfig, TrainingConfig
-from tasks.targets import atomic_path, is_remote, read_bytes, read_json, write_json
+from tasks.targets import dump, load
 from tripduration.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.months import check_split
-from tripduration.nodes import concat_tables, fit_candidate, fit_row_count, score_candidate, select_best
+from tripduration.nodes import final_model, score_candidate_on_months, select_best
 
 
 class TrainingWindow(PipelineTask):
@@ -61,16 +59,15 @@ class CandidateScore(TrainingWindow):
         return self.target("score.json")
 
     def run(self) -> None:
-        spec = get_candidate(self.candidate)
+        tables = load(self.input())
+        spec, max_rows = get_candidate(self.candidate), TrainingConfig().max_rows
+        progress = self.progress_with(f"{self.position()}: {self.candidate}")
+        dump(self.output(), score_candidate_on_months(spec, tables["train"], tables["validation"], max_rows, progress))
+
+    def position(self) -> str:
+        """``candidate 2 of 6`` among ``[model_search] candidates`` (empty for a candidate run on its own)."""
         names = list(ModelSearchConfig().candidates)
-        position = f"candidate {names.index(self.candidate) + 1} of {len(names)}" if self.candidate in names else ""
-        self.progress(f"{position}: {self.candidate}: reading months", 5)
-        train = concat_tables([read_table(t) for t in self.input()["train"]], "training")
-        validation = read_table(self.input()["validation"])
-        self.progress(f"{position}: {self.candidate}: fitting on {len(train)} trips", 20)
-        score = score_candidate(spec, train, validation, TrainingConfig().max_rows)
-        write_json(self.output(), score)
-        self.progress(f"{position}: {self.candidate}: validation RMSE {score['validation']['rmse']:.3f}", 100)
+        return f"candidate {names.index(self.candidate) + 1} of {len(names)}" if self.candidate in names else ""
 
 
 class ModelSelection(TrainingWindow):
@@ -86,8 +83,8 @@ class ModelSelection(TrainingWindow):
         return self.target("selection.json")
 
     def run(self) -> None:
-        selection = select_best([read_json(t) for t in self.input()])
-        write_json(self.output(), selection)
+        selection = select_best(load(self.input()))
+        dump(self.output(), selection)
         rmse = selection["best_validation"]["rmse"]
         self.progress(f"best of {len(selection['ranking'])}: {selection['best']} (validation RMSE {rmse:.3f})", 100)
 
@@ -116,32 +113,7 @@ class FinalModel(TrainingWindow):
         return {"model": self.target("model.joblib"), "fit": self.target("fit.json")}
 
     def run(self) -> None:
-        name = read_json(self.input()["selection"])["best"] if self.role == "best" else BASELINE
-        self.progress(f"{self.role}: {name}: reading months", 5)
-        data = concat_tables([read_table(t) for t in self.input()["tables"]], "training + validation")
-        self.progress(f"{self.role}: {name}: fitting on {len(data)} trips", 20)
-        model, seconds = fit_candidate(get_candidate(name), data, TrainingConfig().max_rows)
-        out = self.output()
-        with atomic_path(out["model"]) as tmp:
-            joblib.dump(model, tmp, compress=3)
-        spec = get_candidate(name)
-        write_json(
-            out["fit"],
-            {
-                "candidate": name,
-                "family": spec.family,
-                "params": spec.params,
-                "description": spec.description,
-                "rows": len(data),
-                "fit_rows": fit_row_count(len(data), TrainingConfig().max_rows),
-                "fit_seconds": round(seconds, 3),
-            },
-        )
-        self.progress(f"{self.role}: {name}: fitted in {seconds:.1f}s", 100)
-
-
-def load_model(target: luigi.target.FileSystemTarget) -> Any:
-    """A fitted model output, local or S3 (read as bytes: joblib loads from a file object)."""
-    if not is_remote(target):
-        return joblib.load(target.path)
-    return joblib.load(io.BytesIO(read_bytes(target)))
+        inputs = load(self.input())
+        name = inputs["selection"]["best"] if self.role == "best" else BASELINE
+        progress = self.progress_with(f"{self.role}: {name}")
+        dump(self.output(), final_model(get_candidate(name), inputs["tables"], TrainingConfig().max_rows, progress))

@@ -76,6 +76,16 @@ def _fetch_once(
     return done
 
 
+def download_progress(url: str, progress: Callable[[str, int | None], None]) -> Callable[[int, int | None], None]:
+    """Turn :func:`download`'s byte counts into messages (``downloading URL: 3.1 MB of 12.0``) and percents."""
+
+    def report(done: int, total: int | None) -> None:
+        percent = int(100 * done / total) if total else None
+        progress(f"downloading {url}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f}" if total else ""), percent)
+
+    return report
+
+
 def download(
     url: str,
     dest: str | Path,

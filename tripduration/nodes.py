@@ -54,6 +54,30 @@ def validate_trip_file(
     return kept, rejected, summary
 
 
+def validated_month(
+    trips_path: str | Path,
+    zones_path: str | Path,
+    month: dt.date,
+    rules: Rules,
+    names: tuple[str, str] | None = None,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Validate one raw month against the zone lookup: the three outputs of the validation step.
+
+    ``{"kept.parquet": kept rows, "rejected.parquet": rejected rows with a reason, "summary.json": counts}``;
+    the summary records the sha256 of the bytes read of both files (``source`` and ``zone_lookup``), under
+    ``names`` (where the files live, e.g. an ``s3://`` URL) or else their paths.
+    """
+    trips_name, zones_name = names or (str(trips_path), str(zones_path))
+    zones, zones_sha256 = read_zone_ids(zones_path)
+    progress(f"validating {trips_name}", 10)
+    kept, rejected, summary = validate_trip_file(trips_path, month, rules, zones)
+    summary["source"]["path"] = trips_name
+    summary["zone_lookup"] = {"path": zones_name, "sha256": zones_sha256}
+    progress(f"{summary['rows_in']} rows: {summary['rows_kept']} kept, {summary['rows_rejected']} rejected", 100)
+    return {"kept.parquet": kept, "rejected.parquet": rejected, "summary.json": summary}
+
+
 def read_unchanged(path: str | Path, reader: Callable[[str | Path], Any]) -> tuple[Any, str, int]:
     """``reader(path)`` with the sha256 and size of the bytes it read.
 
@@ -162,6 +186,41 @@ def score_candidate(
         "fit_seconds": round(fit_seconds, 3),
         "validation": metrics,
     }
+
+
+def score_candidate_on_months(
+    spec: CandidateSpec,
+    train_tables: Sequence[pd.DataFrame],
+    validation: pd.DataFrame,
+    max_rows: int | None = None,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """:func:`score_candidate` on the training months' tables (concatenated), reporting its steps."""
+    train = concat_tables(train_tables, "training")
+    progress(f"fitting on {len(train)} trips", 20)
+    score = score_candidate(spec, train, validation, max_rows)
+    progress(f"validation RMSE {score['validation']['rmse']:.3f}", 100)
+    return score
+
+
+def final_model(
+    spec: CandidateSpec, tables: Sequence[pd.DataFrame], max_rows: int | None = None, progress: Progress = _no_progress
+) -> dict[str, Any]:
+    """Refit ``spec`` on the training + validation months: ``{"model": fitted Pipeline, "fit": facts}``."""
+    data = concat_tables(tables, "training + validation")
+    progress(f"fitting on {len(data)} trips", 20)
+    model, seconds = fit_candidate(spec, data, max_rows)
+    progress(f"fitted in {seconds:.1f}s", 100)
+    fit = {
+        "candidate": spec.name,
+        "family": spec.family,
+        "params": spec.params,
+        "description": spec.description,
+        "rows": len(data),
+        "fit_rows": fit_row_count(len(data), max_rows),
+        "fit_seconds": round(seconds, 3),
+    }
+    return {"model": model, "fit": fit}
 
 
 def select_best(scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -116,6 +116,6 @@ def test_batch_predictions_and_monitoring_on_s3(pipeline_env, run_tasks, s3_path
     assert monitoring["month"] == "2021-04" and monitoring["verdict"] in ("ok", "drift", "degraded")
     predictions = BatchPredictions(month=april).output()
     assert predictions.exists()
-    from tasks.data import read_table
+    from tasks.targets import read_table
 
     assert len(read_table(predictions)) > 0
