@@ -18,15 +18,18 @@ help: ## list the targets
 # The environment is installed from requirements.lock: every package (direct and pulled in), exact version
 # and sha256 of its files, so two installs a month apart are the same. requirements.txt / requirements-dev.txt
 # name the direct dependencies; `make lock` re-resolves them into the lock (after editing a pin).
-$(STAMP): requirements.lock
+$(PY):
 	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the locked environment (requirements.lock, sha256-checked)
 
-lock: $(STAMP) ## re-resolve requirements*.txt into requirements.lock with hashes (uv; needs the package index)
+lock: | $(PY) ## re-resolve requirements*.txt into requirements.lock with hashes (uv; needs the package index)
 	$(PY) -m pip install --quiet uv==0.9.9
 	$(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements.lock
@@ -59,9 +62,10 @@ bench-storage: $(STAMP) ## object storage only: full run on a local S3 endpoint 
 bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
 	$(PY) benchmarks/run.py --quick
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff (style, complexity C901 <= 10) and mypy (types), both clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

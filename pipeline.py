@@ -34,10 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-# First, before anything loads numpy/scikit-learn: OpenMP threads wait passively, and no more native threads
+# First, before anything loads numpy/scikit-learn: OpenMP threads spin only briefly, and no more native threads
 # than usable CPUs (libgomp reads its environment once, when scikit-learn loads it). Forked task processes
 # and child processes inherit it; see tripduration/threads.py.
 from tripduration.threads import prepare_process  # noqa: E402
@@ -239,7 +237,7 @@ def export_mlflow_command(args: argparse.Namespace) -> int:
     """export-mlflow: exit 0 when every version is mirrored, 1 when one failed, 2 without a tracking URI."""
     import json
 
-    from tasks.deploy import model_registry
+    from tasks.predictions import model_registry
     from tripduration.mlflow_export import export_registry, format_summary
 
     uri = mlflow_tracking_uri(args.tracking_uri)
@@ -259,7 +257,7 @@ def registry_commands(args: argparse.Namespace) -> int:
     """serve / models / rollback: work on the registry directly, no luigi run."""
     import logging
 
-    from tasks.deploy import model_registry
+    from tasks.predictions import model_registry
 
     registry = model_registry(args.color)
     if args.command == "serve":
@@ -447,46 +445,37 @@ def invalidate_command(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
-    """Parse ``argv``, run the command, return the exit code; ``today`` is for tests of ``last``/``--last``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("status", "invalidate"):
-        try:
-            check_configuration()
-        except ConfigurationError as exc:
-            print(f"pipeline.py: error: {exc}", file=sys.stderr)
-            return 2
-        return status_command(argv[1:], today) if argv[0] == "status" else invalidate_command(argv[1:])
-    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
-        argv.insert(0, "train")
-    args = build_parser().parse_args(argv)
-    try:  # every luigi.cfg value, before anything is read or written
+class UsageError(Exception):
+    """A refusal before anything runs (bad configuration, option or months): one line, exit 2."""
+
+
+def checked_configuration() -> None:
+    """Every luigi.cfg value, before anything is read or written."""
+    try:
         check_configuration()
     except ConfigurationError as exc:
-        print(f"pipeline.py: error: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "export-mlflow":
-        try:
-            return export_mlflow_command(args)
-        except Exception as exc:  # e.g. tracking server unreachable
-            print(f"pipeline.py export-mlflow: error: {exc}", file=sys.stderr)
-            return 1
-    if args.command in ("serve", "models", "rollback"):
-        try:
-            return registry_commands(args)
-        except Exception as exc:  # e.g. unknown version, tampered model file
-            print(f"pipeline.py {args.command}: error: {exc}", file=sys.stderr)
-            return 1
+        raise UsageError(str(exc)) from None
+
+
+def guarded(command: str, action: Callable[[], int]) -> int:
+    """Run a registry or MLflow command: an error (unknown version, tampered file, server down) is one line, exit 1."""
+    try:
+        return action()
+    except Exception as exc:
+        print(f"pipeline.py {command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def job_command(args: argparse.Namespace, today: dt.date | None) -> int:
+    """A luigi job (train, monthly, monthly-run, backfill, ...): build the graph, run it, print the result block."""
     problem = configured_workers_error() if args.workers is None else None
     if problem:
-        print(f"pipeline.py: error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     timestamped_logging()
     try:
         tasks = tasks_for(args, today)
     except ValueError as exc:  # e.g. overlapping months: refused before anything runs
-        print(f"pipeline.py: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     started = time.monotonic()
     outcome = JobOutcome(tasks)
     code = run(
@@ -500,6 +489,30 @@ def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
         print(result_block(outcome.tasks, outcome.result, code, time.monotonic() - started), file=sys.stderr)
     print(f"pipeline.py: {args.command} {' '.join(t.task_id for t in tasks)}: exit code {code}", file=sys.stderr)
     return code
+
+
+def dispatch(argv: list[str], today: dt.date | None) -> int:
+    if argv and argv[0] in ("status", "invalidate"):
+        checked_configuration()
+        return status_command(argv[1:], today) if argv[0] == "status" else invalidate_command(argv[1:])
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv.insert(0, "train")
+    args = build_parser().parse_args(argv)
+    checked_configuration()
+    if args.command == "export-mlflow":
+        return guarded(args.command, lambda: export_mlflow_command(args))
+    if args.command in ("serve", "models", "rollback"):
+        return guarded(args.command, lambda: registry_commands(args))
+    return job_command(args, today)
+
+
+def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
+    """Parse ``argv``, run the command, return the exit code; ``today`` is for tests of ``last``/``--last``."""
+    try:
+        return dispatch(list(sys.argv[1:] if argv is None else argv), today)
+    except UsageError as exc:
+        print(f"pipeline.py: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -285,7 +285,7 @@ def load_average() -> list[float] | None:
 
 
 def machine_facts() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("luigi", "pandas", "numpy", "scikit-learn", "scipy", "pyarrow", "joblib", "threadpoolctl"):
         try:
             versions[dist] = metadata.version(dist)

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (  # noqa: E402
     NATIVE_THREAD_VARIABLES,
@@ -107,8 +105,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     seconds = {c: median(r["seconds"] for r in runs[c]) for c in runs}
     ratios = {}
     for busy_name, alone_name in (("busy_default", "alone_default"), ("busy_fix", "alone_fix")):
-        if seconds.get(busy_name) and seconds.get(alone_name):
-            ratios[f"{busy_name}/{alone_name}"] = seconds[busy_name] / seconds[alone_name]
+        busy_s, alone_s = seconds.get(busy_name), seconds.get(alone_name)
+        if busy_s and alone_s:
+            ratios[f"{busy_name}/{alone_name}"] = busy_s / alone_s
     return {
         "busy_processes": busy,
         "rows": args.rows,

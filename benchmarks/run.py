@@ -47,8 +47,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (  # noqa: E402
     COLOR,
@@ -217,7 +215,7 @@ def bench_full_runs(
         "pipeline_2w_seconds": spread(r["pipeline_2w_seconds"] for r in runs),
         "same_results_every_rep": all(r["same_results"] for r in runs),
     }
-    resume = {
+    resume_summary = {
         "ratio": spread(r["resume_ratio"] for r in runs),
         "final_stage_share": spread(r["final_stage_share"] for r in runs),
         "target": spread(r["resume_target"] for r in runs),
@@ -227,11 +225,11 @@ def bench_full_runs(
             r["resume_ran"] == sorted([*FINAL_STAGE, "TrainingPipeline"]) for r in runs
         ),
     }
-    return {"full_runs": summary, "resume": resume}, keep
+    return {"full_runs": summary, "resume": resume_summary}, keep
 
 
 def bench_rerun(job: Job, reps: int, logs: Path) -> dict[str, Any]:
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for rep in range(reps):
         rerun = run_pipeline(job, 1, logs / f"rerun_{rep}.log")
         bare = run_process(BARE_IMPORT)
@@ -257,7 +255,7 @@ def bench_batch_small(job: Job, reps: int, logs: Path) -> dict[str, Any]:
     kept = job.kept_file(TEST_MONTH)
     cmd = [PYTHON, "-m", "luigi", "--module", "pipeline", "BatchPredictions", "--month", TEST_MONTH]
     cmd += ["--local-scheduler"]
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for rep in range(reps):
         shutil.rmtree(job.work / "BatchPredictions", ignore_errors=True)
         task = run_process(cmd, env=job.env, log_path=logs / f"batch_task_{rep}.log")
@@ -303,7 +301,7 @@ def bench_contention(
 ) -> dict[str, Any]:
     """The full 1-worker run idle and next to busy processes, side by side (order alternating per rep)."""
     busy = competing_processes()
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for rep in range(reps):
         order = ("idle", "busy") if rep % 2 == 0 else ("busy", "idle")
         seconds: dict[str, float] = {}
@@ -421,7 +419,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"BatchPredictions code path / bare model.predict, {pred['rows']:,} rows",
                     ratio,
                     "<= 1.2",
-                    ratio <= 1.2,
+                    ratio is not None and ratio <= 1.2,
                     f"batch_predictions() alone / bare: {median(pred['ratio_batch_predictions_to_bare_all']):.3f}",
                 )
             )
@@ -523,7 +521,7 @@ def _contention_lines(contention: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any]) -> str:
+def _header_lines(results: dict[str, Any]) -> list[str]:
     meta = results["meta"]
     m = meta["machine"]
     lines = [
@@ -544,6 +542,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     for t in results["targets"]:
         met = "not measured" if t["met"] is None else ("**met**" if t["met"] else "**missed**")
         lines.append(f"| {t['what']} | {_fmt(t['value'])} | {t['target']} | {met} | {t['note']} |")
+    return lines
+
+
+def _machine_lines(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines: list[str] = []
     lines += [
         "",
         "## Machine",
@@ -561,6 +566,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| load average at start / end | {m['load_average_at_start']} / {meta['load_average_at_end']} |",
         "",
     ]
+    return lines
+
+
+def _orchestration_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     full = results["orchestration"]["full_runs"]
     lines += [
         "## Orchestration: pipeline vs plain script (same work, same results)",
@@ -620,6 +630,11 @@ def render_markdown(results: dict[str, Any]) -> str:
             + " | ".join(f"{r['baseline_steps'].get(key, 0):.1f}" for r in full["runs"])
             + " |"
         )
+    return lines
+
+
+def _resume_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     res = results["orchestration"]["resume"]
     rerun = results["rerun"]
     lines += [
@@ -641,7 +656,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| the rerun ran no task (every rep) | {_fmt(rerun['ran_nothing_every_rep'])} | |",
         "",
     ]
-    lines += _contention_lines(results.get("contention"))
+    return lines
+
+
+def _batch_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     small = results["batch_prediction"]["normal_size"]
     lines += [
         f"## Batch prediction, 2021-03 ({small['rows']:,} kept trips, production model of the run)",
@@ -663,6 +682,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{_range(small['ratio_process_to_bare_process'], 2)} |",
         "",
     ]
+    return lines
+
+
+def _scale_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     scale = results["scale"]
     lines += [
         "## Scale (generated 2021-03 months; each stage in its own process)",
@@ -718,6 +742,12 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(d['bare_predict_seconds'], 1)} | {_fmt(median(d['ratio_task_to_bare_all']), 3)} | "
                 f"{_fmt(d['rows_per_second'], 0)} |"
             )
+    return lines
+
+
+def _notes_and_method_lines(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    lines: list[str] = []
     if meta.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in meta["notes"]]
     lines += [
@@ -740,6 +770,16 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"stage reads. 'Close to linear' is judged as a growth exponent <= {LINEAR_EXPONENT_LIMIT}.",
         "",
     ]
+    return lines
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """docs/benchmarks.md from results.json, one section after another."""
+    sections = (_header_lines, _machine_lines, _orchestration_lines, _resume_lines)
+    lines = [line for section in sections for line in section(results)]
+    lines += _contention_lines(results.get("contention"))
+    for section in (_batch_lines, _scale_lines, _notes_and_method_lines):
+        lines += section(results)
     return "\n".join(lines)
 
 

@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # as pipeline.py does, before scikit-learn loads: passive OpenMP waiting (tripduration/threads.py)
 from tripduration.threads import prepare_process  # noqa: E402

@@ -3,9 +3,11 @@ atomically under a path derived from its parameters (see :mod:`tasks.base`)."""
 
 from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
-from tasks.deploy import BatchPredictions, MonitoringReport, MonthlyRun
 from tasks.evaluation import EvaluationReport
+from tasks.monitoring import MonitoringReport
+from tasks.monthly import MonthlyRun
 from tasks.pipelines import MonthlyTraining, TrainingPipeline
+from tasks.predictions import BatchPredictions
 from tasks.registration import RegisteredModel
 from tasks.settings import (
     DownloadConfig,

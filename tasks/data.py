@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import TYPE_CHECKING
+
 import luigi
 from luigi.util import inherits, requires
 
@@ -76,17 +79,25 @@ class ValidatedTrips(PipelineTask):
     """Reads the raw month file; writes ``kept.parquet`` (canonical schema), ``rejected.parquet`` (with a
     ``reason`` column) and ``summary.json`` (rows in/kept/rejected and counts per reason)."""
 
+    if TYPE_CHECKING:  # parameters added by @inherits/@requires, declared for the type checker
+        color: str
+        month: dt.date
+
     code_version = 3  # 2: unreadable values rejected; 3: source sha256 in summary, dispatch rules first
     fingerprint_configs = (ValidationConfig,)
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"trips": self.clone(TripData), "zones": ZoneLookup()}
+        trips, zones = self.sources()
+        return {"trips": trips, "zones": zones}
 
-    def output(self) -> dict[str, luigi.LocalTarget]:
+    def sources(self) -> tuple[TripData, ZoneLookup]:
+        return self.clone(TripData), ZoneLookup()
+
+    def output(self) -> dict[str, luigi.target.FileSystemTarget]:
         return {name: self.target(name) for name in ("kept.parquet", "rejected.parquet", "summary.json")}
 
     def run(self) -> None:
-        trips, zones = self.requires()["trips"], self.requires()["zones"]
+        trips, zones = self.sources()
         with trips.pinned_copy() as trips_path, zones.pinned_copy() as zones_path:
             names = (trips.output().path, zones.output().path)
             outputs = validated_month(trips_path, zones_path, self.month, rules(), names, self.progress)
@@ -105,9 +116,13 @@ def rules() -> Rules:
 class ModelInputTable(PipelineTask):
     """Reads kept trips; writes ``table.parquet``: dispatch-time model inputs plus ``duration_min``."""
 
+    if TYPE_CHECKING:  # parameters added by @inherits/@requires, declared for the type checker
+        color: str
+        month: dt.date
+
     code_version = 1
 
-    def output(self) -> luigi.LocalTarget:
+    def output(self) -> luigi.target.FileSystemTarget:
         return self.target("table.parquet")
 
     def run(self) -> None:

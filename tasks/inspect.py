@@ -63,8 +63,7 @@ def _why(task: luigi.Task) -> str:
         return f"partial outputs ({len(present)} of {len(outputs)} present; a killed run?)"
     if task.task_family == "TripData":
         return "month to download"
-    if isinstance(task, PipelineTask):
-        own = task.output_dir()
+    if isinstance(task, PipelineTask) and isinstance(own := task.output_dir(), Path):  # local work directory
         siblings = sorted(
             (p for p in own.parent.glob(f"{task.readable_name()}-*") if p.is_dir() and p != own),
             key=lambda p: p.stat().st_mtime,
@@ -97,6 +96,11 @@ def format_status(states: list[TaskState]) -> str:
 def invalidate(task: luigi.Task, now: dt.datetime | None = None) -> str:
     """Mark ``task`` so that it and everything downstream of it run again; return the mark."""
     path = invalidations_file()
+    if not isinstance(path, Path):
+        raise RuntimeError(
+            f"{path}: invalidate works on a local work directory only; with an s3:// work_dir, delete the "
+            "task's output objects instead (its folder under work_dir) and run the job again"
+        )
     marks: dict[str, str] = {}
     if path.exists():
         marks = json.loads(path.read_text())

@@ -6,12 +6,11 @@ import datetime as dt
 from typing import Any
 
 import luigi
-import luigi.rpc
 
 from tripduration.months import COLORS, format_month, parse_month, parse_month_list
 
 
-class ColorParameter(luigi.ChoiceParameter):
+class ColorParameter(luigi.ChoiceParameter[str]):
     """Taxi colour; only known colours are accepted, so the value is safe in paths and URLs."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -29,7 +28,7 @@ class MonthParameter(luigi.MonthParameter):
         return parse_month(s)
 
 
-class MonthListParameter(luigi.Parameter):
+class MonthListParameter(luigi.Parameter[tuple[dt.date, ...]]):
     """Months as ``2021-01,2021-02`` or a range ``2021-01..2021-03``; a sorted tuple of dates."""
 
     def parse(self, x: str) -> tuple[dt.date, ...]:

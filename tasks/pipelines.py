@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 import luigi
 from luigi.util import requires
@@ -21,6 +22,12 @@ class TrainingPipeline(luigi.WrapperTask):
     Parameters: ``--color``, ``--train-months`` (one or more), ``--val-month``, ``--test-month``.
     Defaults: green, train 2021-01, validate 2021-02, test 2021-03.
     """
+
+    if TYPE_CHECKING:  # parameters added by @requires, declared for the type checker
+        color: str
+        train_months: tuple[dt.date, ...]
+        val_month: dt.date
+        test_month: dt.date
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

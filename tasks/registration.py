@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import luigi
 from luigi.util import inherits
@@ -13,11 +14,10 @@ from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, ValidatedTrips
 from tasks.evaluation import EvaluationReport
 from tasks.settings import RegistryConfig
-from tasks.targets import load_model, local_copy, open_registry, read_json, read_table, write_json
+from tasks.targets import dump, load, local_copy, open_registry
 from tasks.training import FinalModel
-from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS
 from tripduration.months import format_month
-from tripduration.nodes import concat_tables, environment_versions, reference_profile, register_with_gate
+from tripduration.nodes import model_metadata, month_lineage, register_model
 from tripduration.registry import ModelRegistry
 
 
@@ -30,6 +30,12 @@ class RegisteredModel(PipelineTask):
     folder in the registry (model.joblib, metadata.json, report/) and, in the work directory,
     ``registration.json`` naming the version and the gate's decision.
     """
+
+    if TYPE_CHECKING:  # parameters added by @inherits/@requires, declared for the type checker
+        color: str
+        train_months: tuple[dt.date, ...]
+        val_month: dt.date
+        test_month: dt.date
 
     code_version = 4  # 2: reference profile; 3: prediction profile on a sample; 4: lineage from validation, fair gate
     all_cores = True
@@ -44,78 +50,36 @@ class RegisteredModel(PipelineTask):
             "training": [ModelInputTable(color=self.color, month=m) for m in (*self.train_months, self.val_month)],
         }
 
-    def output(self) -> luigi.LocalTarget:
+    def output(self) -> luigi.target.FileSystemTarget:
         return self.target("registration.json")
 
     def model_registry(self) -> ModelRegistry:
         return open_registry(RegistryConfig().model_name.format(color=self.color))
 
     def data_lineage(self) -> list[dict[str, Any]]:
-        lineage = []
-        for role, tasks in self.requires()["months"].items():
-            for task in tasks:
-                # everything from the validation's own summary: the digest of the bytes it read, not of
-                # whatever the file holds now
-                summary = read_json(task.output()["summary.json"])
-                lineage.append(
-                    {
-                        "role": role,
-                        "month": format_month(task.month),
-                        "file": Path(summary["source"]["path"]).name,
-                        "sha256": summary["source"]["sha256"],
-                        "bytes": summary["source"]["bytes"],
-                        "rows_in": summary["rows_in"],
-                        "rows_kept": summary["rows_kept"],
-                        "rows_rejected": summary["rows_rejected"],
-                    }
-                )
-        return lineage
+        return [
+            month_lineage(role, format_month(task.month), load(task.output()["summary.json"]))
+            for role, tasks in self.requires()["months"].items()
+            for task in tasks
+        ]
 
     def run(self) -> None:
         inputs = self.input()
+        data = load({"model": inputs["model"], "training": inputs["training"], "test": inputs["test"]})
         # outputs in S3 are copied to local scratch first: the registry copies files from local paths
-        with local_copy(inputs["report"]) as report_dir, local_copy(inputs["model"]["model"]) as model_path:
-            self._register(inputs, Path(report_dir), Path(model_path))
-
-    def _register(self, inputs: dict[str, Any], report_dir: Path, model_path: Path) -> None:
-        evaluation = read_json(luigi.LocalTarget(str(report_dir / "metrics.json")))
-        fit = read_json(inputs["model"]["fit"])
-        self.progress("hashing input files", 10)
-        metadata = {
-            "algorithm": {
-                "candidate": fit["candidate"],
-                "family": fit["family"],
-                "params": fit["params"],
-                "description": fit["description"],
-            },
-            "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": list(ENGINEERED_COLUMNS)},
-            "target": "duration_min",
-            "color": self.color,
-            "data": self.data_lineage(),
-            "metrics": evaluation["metrics"],
-            "feature_importance": evaluation["feature_importance"],
-            "libraries": environment_versions(),
-            "pipeline_task": self.task_id,
-        }
-        self.progress("profiling the training data for monitoring", 30)
-        lineage = metadata["data"]
-        fitted = [d for d in lineage if d["role"] in ("train", "validation")]
-        rejected_share = sum(d["rows_rejected"] for d in fitted) / max(1, sum(d["rows_in"] for d in fitted))
-        training = concat_tables([read_table(t) for t in inputs["training"]], "training")
-        profile = reference_profile(
-            load_model(inputs["model"]["model"]), training, rejected_share, evaluation["metrics"]["test"]
-        )
-        self.progress("applying the quality gate", 60)
-        result = register_with_gate(
-            self.model_registry(),
-            model_path,
-            report_dir,
-            metadata,
-            read_table(inputs["test"]),
-            key=f"{self.task_family}-{self.fingerprint()}",
-            extra_files={"reference_profile.json": json.dumps(profile, indent=1)},
-        )
-        result["model_name"] = self.model_registry().name
-        result["registry"] = str(self.model_registry().home)
-        write_json(self.output(), result)
-        self.progress(f"registered {result['version']}; promoted: {result['gate']['promote']}", 100)
+        with local_copy(inputs["report"]) as report, local_copy(inputs["model"]["model"]) as model_file:
+            evaluation = json.loads((Path(report) / "metrics.json").read_text())
+            metadata = model_metadata(data["model"]["fit"], evaluation, self.data_lineage(), self.color, self.task_id)
+            files = (Path(model_file), Path(report))
+            key = f"{self.task_family}-{self.fingerprint()}"
+            result = register_model(
+                self.model_registry(),
+                data["model"]["model"],
+                files,
+                metadata,
+                data["training"],
+                data["test"],
+                key,
+                self.progress,
+            )
+        dump(self.output(), result)

@@ -53,12 +53,12 @@ def _read_json(target: Any) -> dict[str, Any] | None:
 
 
 def _training_lines(registration_task: luigi.Task) -> list[str]:
-    from tasks.deploy import model_registry
+    from tasks.predictions import model_registry
 
     registration = _read_json(registration_task.output())
     if registration is None:
         return [f"registration: not done ({registration_task.task_id})"]
-    registry = model_registry(registration_task.color)
+    registry = model_registry(registration_task.param_kwargs["color"])
     version = registration["version"]
     meta = registry.metadata(version)
     test, base = meta["metrics"]["test"], meta["metrics"]["baseline_test"]
@@ -102,7 +102,7 @@ def _monthly_run_lines(task: luigi.Task) -> list[str]:
 
 
 def _root_lines(task: luigi.Task) -> list[str]:
-    from tasks.deploy import MonthlyRun
+    from tasks.monthly import MonthlyRun
     from tasks.pipelines import MonthlyTraining, TrainingPipeline
 
     if isinstance(task, MonthlyRun):

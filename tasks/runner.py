@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +237,7 @@ def fetch_inputs_first(tasks: list[luigi.Task], kwargs: dict[str, object]) -> tu
     return [type(t)(**t.param_kwargs) for t in tasks], 0
 
 
-def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: list[luigi.Task]) -> int:
+def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: Sequence[luigi.Task]) -> int:
     """Map a run to luigi's ``[retcode]`` codes; 0 whenever the requested tasks are complete.
 
     With several workers on one central scheduler, a worker reports the tasks that others ran as "not
@@ -270,7 +270,7 @@ def offer_cores(scheduler_url: str | None) -> int:
     try:
         from luigi.rpc import RemoteScheduler
 
-        listed = RemoteScheduler(scheduler_url).resource_list()
+        listed = RemoteScheduler(scheduler_url).resource_list()  # type: ignore[attr-defined]  # luigid's RPC
         total = next((int(r["num_total"]) for r in listed if r.get("name") == "cores"), 0)
     except Exception as exc:  # luigi.build reports an unreachable scheduler itself
         log.debug("could not list luigid's resources: %s", exc)
@@ -326,7 +326,7 @@ def _sweep(central: bool) -> None:
     registry_root = None if is_s3_url(PathsConfig().registry_dir) else project_path(PathsConfig().registry_dir)
     for home in sorted(registry_root.iterdir()) if registry_root and registry_root.is_dir() else []:
         if home.is_dir():  # every registry write holds the model's lock: sweep under it
-            swept += ModelRegistry(registry_root, home.name).sweep_orphans()
+            swept += ModelRegistry(home.parent, home.name).sweep_orphans()
     for path in swept:
         log.warning("removed %s, left by a run that was killed", path)
 

@@ -77,7 +77,7 @@ class ModelSearchConfig(Section):
     section = "model_search"
 
     candidates = luigi.ListParameter(
-        default=["baseline_linreg", "ridge_a1", "ridge_a10", "hgb_lr10_l31", "hgb_lr10_l63", "hgb_lr05_l127"]
+        default=("baseline_linreg", "ridge_a1", "ridge_a10", "hgb_lr10_l31", "hgb_lr10_l63", "hgb_lr05_l127")
     )
 
 

@@ -143,7 +143,7 @@ def s3_identity(target: luigi.target.FileSystemTarget) -> str | None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: luigi.LocalTarget) -> Iterator[str]:
+def atomic_path(target: luigi.target.FileSystemTarget) -> Iterator[str]:
     """Yield a temporary path beside ``target``; move it over ``target`` only if the block succeeds.
 
     Like ``LocalTarget.temporary_path`` (same ``-luigi-tmp-`` naming, same folder so the rename is atomic),
@@ -175,7 +175,7 @@ def atomic_path(target: luigi.LocalTarget) -> Iterator[str]:
         raise
 
 
-def write_json(target: luigi.LocalTarget, payload: Any) -> None:
+def write_json(target: luigi.target.FileSystemTarget, payload: Any) -> None:
     with target.open("w") as fh:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
 
@@ -256,7 +256,7 @@ def dump(outputs: Any, content: Any) -> None:
             joblib.dump(content, tmp, compress=3)
 
 
-def dump_folder(output: luigi.target.FileSystemTarget, write: Callable[[Path], None]) -> None:
+def dump_folder(output: luigi.target.FileSystemTarget, write: Callable[[Path], object]) -> None:
     """Create a folder output atomically: ``write(folder)`` fills a fresh temporary folder, which becomes the
     output only if it returns (renamed locally; uploaded with its ``_SUCCESS`` flag last on S3)."""
     with atomic_path(output) as tmp:

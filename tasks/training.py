@@ -21,7 +21,9 @@ class TrainingWindow(PipelineTask):
     """Parameters shared by the training stages: which months train and which one validates."""
 
     color = ColorParameter()
-    train_months = MonthListParameter(default="2021-01", description="training months, e.g. 2021-01,2021-02")
+    train_months = MonthListParameter(
+        default=(dt.date(2021, 1, 1),), description="training months, e.g. 2021-01,2021-02"
+    )
     val_month = MonthParameter(default=dt.date(2021, 2, 1), description="validation month")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -55,7 +57,7 @@ class CandidateScore(TrainingWindow):
     def requires(self) -> dict[str, Any]:
         return {"train": self.train_tables(), "validation": self.validation_table()}
 
-    def output(self) -> luigi.LocalTarget:
+    def output(self) -> luigi.target.FileSystemTarget:
         return self.target("score.json")
 
     def run(self) -> None:
@@ -79,7 +81,7 @@ class ModelSelection(TrainingWindow):
     def requires(self) -> list[CandidateScore]:
         return [self.clone(CandidateScore, candidate=name) for name in ModelSearchConfig().candidates]
 
-    def output(self) -> luigi.LocalTarget:
+    def output(self) -> luigi.target.FileSystemTarget:
         return self.target("selection.json")
 
     def run(self) -> None:
@@ -109,7 +111,7 @@ class FinalModel(TrainingWindow):
             deps["selection"] = self.clone(ModelSelection)
         return deps
 
-    def output(self) -> dict[str, luigi.LocalTarget]:
+    def output(self) -> dict[str, luigi.target.FileSystemTarget]:
         return {"model": self.target("model.joblib"), "fit": self.target("fit.json")}
 
     def run(self) -> None:

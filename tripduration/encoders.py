@@ -44,9 +44,7 @@ class ZoneStatistics(TransformerMixin, BaseEstimator):
         return np.clip(np.asarray(y, dtype="float64") / distance, 0.0, self.max_pace)
 
     def _encoders(self) -> tuple[TargetEncoder, TargetEncoder, TargetEncoder]:
-        return tuple(  # type: ignore[return-value]
-            TargetEncoder(target_type="continuous", random_state=self.random_state) for _ in range(3)
-        )
+        return tuple(TargetEncoder(target_type="continuous", random_state=self.random_state) for _ in range(3))
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ZoneStatistics:
         self.fit_transform(X, y)

@@ -78,44 +78,44 @@ def write_plots(
     y = np.asarray(y, dtype="float64")
     frame = pd.DataFrame({"err": pred - y, "err_base": baseline_pred - y})
 
-    fig, ax = _subplots(figsize=(5.5, 5))
+    fig, ax = subplots(figsize=(5.5, 5))
     ax.hexbin(y, pred, gridsize=60, bins="log", cmap="viridis", mincnt=1)
     lim = [0, max(float(np.max(y)), float(np.max(pred)))]
     ax.plot(lim, lim, color="red", lw=1)
     ax.set(xlabel="actual minutes", ylabel="predicted minutes", title="Predicted vs actual (test month)")
-    _save(fig, out_dir / PLOTS[0])
+    save_figure(fig, out_dir / PLOTS[0])
 
-    fig, ax = _subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.hist(frame["err_base"], bins=120, range=(-40, 40), alpha=0.5, label="baseline")
     ax.hist(frame["err"], bins=120, range=(-40, 40), alpha=0.6, label="model")
     ax.set(xlabel="prediction - actual (minutes)", ylabel="trips", title="Residuals")
     ax.legend()
-    _save(fig, out_dir / PLOTS[1])
+    save_figure(fig, out_dir / PLOTS[1])
 
     hour = pd.to_datetime(X["pickup_datetime"]).dt.hour.to_numpy()
     by_hour = _error_by(frame, pd.Series(hour, name="pickup hour"))
-    fig, ax = _subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     by_hour.plot(ax=ax, marker="o", title="RMSE by pickup hour")
     ax.set(xlabel="pickup hour", ylabel="RMSE (minutes)")
-    _save(fig, out_dir / PLOTS[2])
+    save_figure(fig, out_dir / PLOTS[2])
 
     bins = [0, 1, 2, 3, 5, 8, 12, 20, np.inf]
     dist = pd.cut(X["trip_distance"].astype("float64").to_numpy(), bins=bins, include_lowest=True)
     by_dist = _error_by(frame, pd.Series(dist, name="distance"))
-    fig, ax = _subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     by_dist.plot(ax=ax, kind="bar", title="RMSE by trip distance (miles)")
     ax.set(xlabel="trip distance (miles)", ylabel="RMSE (minutes)")
-    _save(fig, out_dir / PLOTS[3])
+    save_figure(fig, out_dir / PLOTS[3])
 
-    fig, ax = _subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     names = list(importance)[::-1]
     ax.barh(names, [importance[n] for n in names])
     ax.set(xlabel="RMSE increase when shuffled (minutes)", title="Permutation importance (test sample)")
-    _save(fig, out_dir / PLOTS[4])
+    save_figure(fig, out_dir / PLOTS[4])
     return list(PLOTS)
 
 
-def _subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
     """A figure without pyplot: no global state, no GUI backend, and matplotlib is imported only when a
     report is drawn (it costs a third of a second at start-up of every pipeline run otherwise)."""
     import matplotlib
@@ -128,12 +128,12 @@ def _subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     """A cell: floats to 4 decimals, lists joined, and ``n/a`` for an unknown value (never ``None``)."""
     if value is None:
         return "n/a"
@@ -146,7 +146,7 @@ def _fmt(value: Any) -> str:
 
 def _table(columns: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{format_value(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -164,11 +164,11 @@ def render_html(
     """
     rows = "".join(
         f"<tr><th>{html.escape(name)}</th>"
-        + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("rmse", "mae", "r2", "rows"))
+        + "".join(f"<td>{format_value(m.get(k))}</td>" for k in ("rmse", "mae", "r2", "rows"))
         + "</tr>"
         for name, m in metrics.items()
     )
-    facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
+    facts = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{format_value(v)}</td></tr>" for k, v in summary.items())
     extra = "".join(f"<h2>{html.escape(h)}</h2>{_table(*t)}" for h, t in (tables or {}).items())
     images = ""
     for name in plots:
@@ -189,68 +189,6 @@ figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}</style></head>
 {extra}<h2>Plots</h2>{images}
 </body></html>
 """
-
-
-def drift_plot_lines(report: Mapping[str, Any]) -> list[tuple[float, str]]:
-    """The vertical lines of the drift plot: the thresholds the verdict used (from the report itself)."""
-    limits = report.get("thresholds", {})
-    features, prediction = limits.get("psi_drift"), limits.get("prediction_psi_drift")
-    lines = [(float(features), f"{features} drift threshold (verdict)")] if features is not None else []
-    if prediction is not None and prediction != features:
-        lines.append((float(prediction), f"{prediction} prediction drift threshold (verdict)"))
-    return lines
-
-
-def _missingness_text(report: Mapping[str, Any]) -> str:
-    notes = report.get("missingness", {}).get("notes", [])
-    return "; ".join(notes) if notes else "no column's missing share moved past the threshold"
-
-
-def render_monitoring_html(report: Mapping[str, Any], out_dir: Path) -> None:
-    """Write ``psi.png`` and a self-contained ``report.html`` for a monitoring report.
-
-    The plot draws the thresholds the verdict used; the model's own test-month metrics come from the report
-    (its registered metadata), and an unknown value is shown as ``n/a``.
-    """
-    psi_values = report["drift"]["feature_psi"]
-    fig, ax = _subplots(figsize=(6, 4))
-    names = list(psi_values)
-    ax.barh([*names, "prediction"], [*[psi_values[n] for n in names], report["drift"]["prediction_psi"]])
-    for (value, label), color in zip(drift_plot_lines(report), ("red", "purple"), strict=False):
-        ax.axvline(value, color=color, lw=1, ls="--", label=label)
-    ax.set(xlabel="PSI against the training data (present values)", title=f"Drift, {report.get('month', '')}")
-    if drift_plot_lines(report):
-        ax.legend(loc="lower right")
-    _save(fig, out_dir / "psi.png")
-    accuracy = report["accuracy"]
-    model = report.get("model", {})
-    summary = {
-        "month": report.get("month"),
-        "model": f"{model.get('name', 'n/a')} {model.get('version', 'n/a')}",
-        "verdict": report["verdict"],
-        "reasons": "; ".join(report["reasons"]),
-        "RMSE / model's test RMSE": accuracy["rmse_ratio_to_test"],
-        "thresholds (PSI / prediction PSI / RMSE ratio)": (
-            " / ".join(
-                _fmt(report.get("thresholds", {}).get(k))
-                for k in ("psi_drift", "prediction_psi_drift", "rmse_degraded_ratio")
-            )
-        ),
-        "missingness (not part of the verdict)": _missingness_text(report),
-        "rejected share (reference / current)": (
-            f"{report['rejected_share']['reference']:.4f} / {report['rejected_share']['current']:.4f}"
-        ),
-        "mean prediction (reference / current)": (
-            f"{report['drift']['prediction_mean']['reference']:.2f} / "
-            f"{report['drift']['prediction_mean']['current']:.2f}"
-        ),
-    }
-    own = accuracy.get("model_test") or {"rmse": accuracy["model_test_rmse"]}
-    metrics = {"this month": accuracy, f"model's test month ({model.get('test_month', 'n/a')})": own}
-    html_text = render_html(
-        f"Monitoring {report.get('month', '')}: {report['verdict']}", summary, metrics, out_dir, plots=("psi.png",)
-    )
-    (out_dir / "report.html").write_text(html_text)
 
 
 def render_evaluation_html(

@@ -7,8 +7,6 @@ from them (hour, weekday, zone pair) is computed inside the saved scikit-learn P
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
 
@@ -66,16 +64,6 @@ ENGINEERED_COLUMNS: tuple[str, ...] = (
 )
 
 
-def assert_no_leakage(columns: Iterable[str]) -> None:
-    """Raise if any column is only known after the trip (fare, tip, total, dropoff time, ...)."""
-    leaky = sorted(set(columns) & LEAKY_COLUMNS)
-    if leaky:
-        raise ValueError(
-            f"columns {leaky} are only known after the trip ends and must not be model inputs; "
-            f"use only {list(MODEL_INPUT_COLUMNS)}"
-        )
-
-
 #: the columns of validated trips a modelling table is made from
 MODEL_TABLE_SOURCE_COLUMNS: tuple[str, ...] = (*MODEL_INPUT_COLUMNS, "dropoff_datetime")
 
@@ -87,7 +75,6 @@ def model_table(trips: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"validated trips lack columns {missing}; rerun the validation step")
     # a new frame over the same column arrays (no copy of the month); the target is a new column of it only
     table = pd.DataFrame({c: trips[c] for c in MODEL_INPUT_COLUMNS}, copy=False)
-    assert_no_leakage(table.columns)
     table[TARGET] = duration_minutes(trips["pickup_datetime"], trips["dropoff_datetime"]).astype("float64")
     return table
 
@@ -107,7 +94,6 @@ def engineer_features(X: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"model input lacks columns {missing}; pass canonical trip columns {list(MODEL_INPUT_COLUMNS)}"
         )
-    assert_no_leakage(X.columns.intersection(list(MODEL_INPUT_COLUMNS)))
     pickup = pd.to_datetime(X["pickup_datetime"])
     pu = pd.to_numeric(X["PULocationID"]).astype("int32").to_numpy()
     do = pd.to_numeric(X["DOLocationID"]).astype("int32").to_numpy()

@@ -72,12 +72,6 @@ def parse_month_list(value: str | Iterable[str | dt.date]) -> tuple[dt.date, ...
     return tuple(sorted(months))
 
 
-def check_color(color: str) -> str:
-    if color not in COLORS:
-        raise ValueError(f"taxi color {color!r} is not supported; use one of {', '.join(COLORS)}")
-    return color
-
-
 def check_split(train: Iterable[dt.date], validation: dt.date, test: dt.date | None = None) -> None:
     """Refuse a split whose months overlap: the scores would be optimistic without anyone noticing."""
     train = tuple(train)

@@ -24,8 +24,8 @@ from tripduration.candidates import BASELINE, SEED, CandidateSpec, build_pipelin
 from tripduration.content import FileStamp, sha256_stream, stamp
 from tripduration.errors import TripDataError
 from tripduration.evaluation import feature_importance, regression_metrics, render_evaluation_html, write_plots
-from tripduration.features import MODEL_INPUT_COLUMNS, model_table, split_xy
-from tripduration.monitoring import build_profile
+from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS, model_table, split_xy
+from tripduration.monitoring import Thresholds, build_profile, monitor_month
 from tripduration.registry import GateDecision, ModelRegistry, quality_gate, version_number
 from tripduration.rules import OUTCOME_COLUMNS, OUTCOME_REASONS, Rules, scorable_rejections, split_trips
 from tripduration.schema import check_regular_file, read_trips
@@ -360,7 +360,7 @@ def gate_decision(
     }
     if production is False:
         production = registry.production()
-    if not production:
+    if not isinstance(production, Mapping) or not production:
         decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], None)
         return decision, {**facts, "rule": "no_production"}
     version = str(production["version"])
@@ -472,6 +472,64 @@ def reference_profile(
     return profile
 
 
+def month_lineage(role: str, month: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model records of one month it used: everything from that month's validation summary, i.e. the
+    digest of the bytes the validation read (not of whatever the file holds now) and its row counts."""
+    return {
+        "role": role,
+        "month": month,
+        "file": Path(summary["source"]["path"]).name,
+        "sha256": summary["source"]["sha256"],
+        "bytes": summary["source"]["bytes"],
+        "rows_in": summary["rows_in"],
+        "rows_kept": summary["rows_kept"],
+        "rows_rejected": summary["rows_rejected"],
+    }
+
+
+def model_metadata(
+    fit: Mapping[str, Any], evaluation: Mapping[str, Any], lineage: list[dict[str, Any]], color: str, task_id: str
+) -> dict[str, Any]:
+    """The metadata of a model version: algorithm, features, data lineage, metrics, library versions."""
+    return {
+        "algorithm": {key: fit[key] for key in ("candidate", "family", "params", "description")},
+        "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": list(ENGINEERED_COLUMNS)},
+        "target": "duration_min",
+        "color": color,
+        "data": lineage,
+        "metrics": evaluation["metrics"],
+        "feature_importance": evaluation["feature_importance"],
+        "libraries": environment_versions(),
+        "pipeline_task": task_id,
+    }
+
+
+def register_model(
+    registry: ModelRegistry,
+    model: Pipeline,
+    files: tuple[Path, Path],
+    metadata: Mapping[str, Any],
+    training_tables: Sequence[pd.DataFrame],
+    test: pd.DataFrame,
+    key: str,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Profile the training data for monitoring, then register ``model`` (``files``: its ``model.joblib`` and
+    the evaluation report folder) behind the quality gate. Returns the registration record."""
+    fitted = [d for d in metadata["data"] if d["role"] in ("train", "validation")]
+    rejected_share = sum(d["rows_rejected"] for d in fitted) / max(1, sum(d["rows_in"] for d in fitted))
+    progress("profiling the training data for monitoring", 30)
+    training = concat_tables(training_tables, "training")
+    profile = reference_profile(model, training, rejected_share, metadata["metrics"]["test"])
+    progress("applying the quality gate", 60)
+    model_file, report_dir = files
+    extra = {"reference_profile.json": json.dumps(profile, indent=1)}
+    result = register_with_gate(registry, model_file, report_dir, metadata, test, key=key, extra_files=extra)
+    result.update(model_name=registry.name, registry=str(registry.home))
+    progress(f"registered {result['version']}; promoted: {result['gate']['promote']}", 100)
+    return result
+
+
 #: the trip columns a batch-prediction output carries to identify each trip
 PREDICTION_KEY_COLUMNS: tuple[str, ...] = (
     "pickup_datetime",
@@ -560,6 +618,7 @@ def score_dispatchable(
     model_version: str,
     plausible: tuple[float, float],
     chunk_rows: int = 250_000,
+    progress: Progress = _no_progress,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Batch predictions of a month as a dispatch-time job would make them (issue 11.3).
 
@@ -568,6 +627,7 @@ def score_dispatchable(
     (with a valid outcome or rejected only for it), rows not scored per reason, and predictions clipped.
     """
     trips, facts = dispatchable_trips(kept, rejected)
+    progress(f"predicting {len(trips)} dispatchable trips with {model_version}", 30)
     low, high = plausible
     raw_low = raw_high = 0
     out = batch_predictions(model, trips, model_name, model_version, chunk_rows, clip=plausible)
@@ -579,4 +639,28 @@ def score_dispatchable(
     out["outcome_rejected"] = trips["outcome_rejected"].array
     facts["clipped"] = {"to_min": raw_low, "to_max": raw_high, "range_min": [low, high]}
     facts.update({"model_name": model_name, "model_version": model_version})
+    progress(f"{facts['scored']} predictions, {facts['not_scored']} trips not scorable", 100)
     return out, facts
+
+
+def monitoring_report(
+    model: Pipeline,
+    metadata: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    table: pd.DataFrame,
+    summary: Mapping[str, Any],
+    month: str,
+    thresholds: Thresholds,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """One month's monitoring report for a registered model (:func:`~tripduration.monitoring.monitor_month`)
+    with the month and the model's name, version and data months."""
+    progress(f"monitoring {len(table)} trips", 30)
+    rejected_share = summary["rows_rejected"] / max(1, summary["rows_in"])
+    test_metrics = metadata.get("metrics", {}).get("test")
+    report = monitor_month(model, profile, table, rejected_share, thresholds, test_metrics)
+    months = lineage_months(metadata)
+    model_facts = {"name": metadata["name"], "version": metadata["version"], "months": months}
+    report.update(month=month, model={**model_facts, "test_month": ", ".join(months.get("test", [])) or None})
+    progress(f"verdict: {report['verdict']}", 100)
+    return report

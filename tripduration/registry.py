@@ -237,7 +237,7 @@ class ModelRegistry:
         if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise RegistryError(f"{self.name}: refusing registry key {key!r} (it could leave {self.home})")
         if self.store is not None:
-            return self.home / key  # type: ignore[return-value]  # an s3:// URL, for messages only
+            return self.home / key  # an s3:// URL, for messages only
         return self.home.joinpath(*parts)
 
     def _read_bytes(self, key: str) -> bytes:
@@ -685,7 +685,10 @@ class ModelRegistry:
                         "add --force to roll back to it anyway"
                     )
                 extra = {"forced": True, "gate_reason": gate.get("reason")}
-            return self.set_production(version, reason, action="rollback", extra=extra)
+            pointer = self.set_production(version, reason, action="rollback", extra=extra)
+            if pointer is None:  # only a recheck can refuse, and a rollback has none
+                raise RegistryError(f"{self.name}: rollback to {version} was refused")
+            return pointer
 
     def decisions(self) -> list[dict[str, Any]]:
         try:

@@ -55,23 +55,6 @@ def duration_minutes(pickup: pd.Series, dropoff: pd.Series) -> pd.Series:
     return (dropoff - pickup).dt.total_seconds() / 60.0
 
 
-def rejection_reasons(
-    trips: pd.DataFrame,
-    month: dt.date,
-    rules: Rules,
-    valid_location_ids: Collection[int] | None = None,
-    unreadable: np.ndarray | None = None,
-) -> pd.Series:
-    """Return, per row, the first rule the row breaks (or ``None`` if it is kept).
-
-    ``unreadable`` marks rows where the reader had to null a value it could not read as its column's type
-    (``ReadReport.coerced_rows``): such rows are rejected as ``invalid_value`` rather than kept with a hole.
-    """
-    codes = reason_codes(trips, month, rules, valid_location_ids, unreadable)
-    names = np.array([None, *REASONS], dtype="object")
-    return pd.Series(names[codes], index=trips.index, dtype="object")
-
-
 def _mask(rows: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
 
@@ -86,7 +69,7 @@ def reason_codes(
 ) -> np.ndarray:
     """Per row, 0 if it is kept, else 1 + the index in :data:`REASONS` of the first rule it breaks (int8).
 
-    The compact form of :func:`rejection_reasons`: one byte per row, no Python string per row. Dispatch
+    One byte per row, no Python string per row (tests read it as names: ``tests/unit/reasons.py``). Dispatch
     rules are tested before outcome rules (see :data:`DISPATCH_REASONS`).
     """
     start = pd.Timestamp(month)
@@ -115,7 +98,8 @@ def reason_codes(
     }
     conditions = [by_reason[reason] for reason in REASONS]
     masks = [np.asarray(pd.Series(c, index=trips.index).fillna(False), dtype=bool) for c in conditions]
-    return np.select(masks, np.arange(1, len(REASONS) + 1, dtype="int8"), default=0).astype("int8", copy=False)
+    codes = [np.int8(i) for i in range(1, len(REASONS) + 1)]
+    return np.select(masks, codes, default=np.int8(0)).astype("int8", copy=False)
 
 
 def split_trips(
@@ -157,7 +141,7 @@ def split_trips(
             "max_distance_miles": rules.max_distance_miles,
         },
     }
-    if summary["rows_in"] != summary["rows_kept"] + summary["rows_rejected"]:  # pragma: no cover - invariant
+    if len(trips) != len(kept) + len(rejected):  # pragma: no cover - invariant
         raise AssertionError(f"row accounting broken: {summary}")
     return kept, rejected, summary
 

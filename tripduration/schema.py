@@ -369,7 +369,7 @@ def read_trips(path: str | Path, columns: tuple[str, ...] | None = None) -> tupl
         path=str(path),
         rows=0 if sources else len(reader.column(str(mapping[REQUIRED_COLUMNS[0]]))),  # set from the rows read
         source_columns={c: mapping[c] for c in wanted},
-        source_types={mapping[c]: str(pf.schema_arrow.field(mapping[c]).type) for c in wanted if mapping[c]},
+        source_types={name: str(pf.schema_arrow.field(name).type) for c in wanted if (name := mapping[c])},
         ignored_columns=[n for n in names if n not in sources],
     )
     frame = normalise(reader, report)

@@ -10,9 +10,17 @@ import pytest
 from conftest import DATA, ROOT
 
 from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.evaluation import drift_plot_lines, render_monitoring_html
 from tripduration.features import model_table, split_xy
-from tripduration.monitoring import RetrainPolicy, Thresholds, build_profile, monitor_month, psi, retrain_decision
+from tripduration.monitoring import (
+    RetrainPolicy,
+    Thresholds,
+    build_profile,
+    drift_plot_lines,
+    monitor_month,
+    psi,
+    render_monitoring_html,
+    retrain_decision,
+)
 from tripduration.nodes import validate_trip_file
 from tripduration.rules import Rules
 

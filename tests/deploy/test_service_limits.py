@@ -433,6 +433,25 @@ def _expect_continue(port: int, length: int) -> socket.socket:
 NOT_ACCEPTED = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 
 
+def _burst(client: Client, trips: list[dict[str, Any]], results: list[str], stop: threading.Event) -> None:
+    """Send predictions on one keep-alive connection until ``stop``; record each outcome in ``results``."""
+    conn = client.connection()
+    while not stop.is_set():
+        try:
+            answer = client.predict(trips, conn=conn)
+            results.append("ok" if answer.status == 200 and len(durations(answer)) == 8 else repr(answer))
+        except NOT_ACCEPTED:
+            results.append("not accepted")
+            conn.close()
+            conn = client.connection()
+            if stop.wait(0.05):
+                break
+        except Exception as exc:  # a partial answer, a bad status: the failures this test looks for
+            results.append(f"{type(exc).__name__}: {exc}")
+            break
+    conn.close()
+
+
 def test_sigterm_during_a_burst_loses_no_accepted_request(
     trained: Trained, registry: ModelRegistry, tmp_path: Path
 ) -> None:
@@ -448,21 +467,7 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(
         stop_burst = threading.Event()
 
         def burst() -> None:
-            conn = client.connection()
-            while not stop_burst.is_set():
-                try:
-                    answer = client.predict(trips, conn=conn)
-                    results.append("ok" if answer.status == 200 and len(durations(answer)) == 8 else repr(answer))
-                except NOT_ACCEPTED:
-                    results.append("not accepted")
-                    conn.close()
-                    conn = client.connection()
-                    if stop_burst.wait(0.05):
-                        break
-                except Exception as exc:  # a partial answer, a bad status: the failures this test looks for
-                    results.append(f"{type(exc).__name__}: {exc}")
-                    break
-            conn.close()
+            _burst(client, trips, results, stop_burst)
 
         threads = [threading.Thread(target=burst, daemon=True) for _ in range(4)]
         for t in threads:

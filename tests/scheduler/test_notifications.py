@@ -63,6 +63,10 @@ class SMTPCatcher:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+#: the catcher's answer to each command it accepts without more to do
+REPLIES = {verb: "250 OK" for verb in ("MAIL", "RCPT", "RSET", "NOOP")} | {"EHLO": "250 catcher", "HELO": "250 catcher"}
+
+
 class SMTPHandler(socketserver.StreamRequestHandler):
     """Just enough of RFC 5321 for smtplib: no extensions, no TLS, no authentication."""
 
@@ -71,6 +75,18 @@ class SMTPHandler(socketserver.StreamRequestHandler):
     def reply(self, line: str) -> None:
         self.wfile.write(line.encode("ascii") + b"\r\n")
         self.wfile.flush()
+
+    def receive_data(self, catcher: SMTPCatcher, sender: str, recipients: list[str]) -> None:
+        self.reply("354 end data with <CR><LF>.<CR><LF>")
+        lines: list[bytes] = []
+        while True:
+            chunk = self.rfile.readline()
+            if not chunk or chunk == b".\r\n":
+                break
+            lines.append(chunk[1:] if chunk.startswith(b"..") else chunk)  # undo dot-stuffing
+        with catcher.lock:
+            catcher.mails.append(Mail(sender, recipients, b"".join(lines)))
+        self.reply("250 OK queued")
 
     def handle(self) -> None:
         catcher: SMTPCatcher = self.server.catcher  # type: ignore[attr-defined]
@@ -86,32 +102,17 @@ class SMTPHandler(socketserver.StreamRequestHandler):
             verb = line.split(" ", 1)[0].upper()
             with catcher.lock:
                 catcher.commands.append(verb)
-            if verb in ("EHLO", "HELO"):
-                self.reply("250 catcher")
-            elif verb == "MAIL":
+            if verb == "MAIL":
                 sender, recipients = line.split(":", 1)[1].strip().strip("<>"), []
-                self.reply("250 OK")
             elif verb == "RCPT":
                 recipients.append(line.split(":", 1)[1].strip().strip("<>"))
-                self.reply("250 OK")
             elif verb == "DATA":
-                self.reply("354 end data with <CR><LF>.<CR><LF>")
-                lines: list[bytes] = []
-                while True:
-                    chunk = self.rfile.readline()
-                    if not chunk or chunk == b".\r\n":
-                        break
-                    lines.append(chunk[1:] if chunk.startswith(b"..") else chunk)  # undo dot-stuffing
-                with catcher.lock:
-                    catcher.mails.append(Mail(sender, recipients, b"".join(lines)))
-                self.reply("250 OK queued")
-            elif verb in ("RSET", "NOOP"):
-                self.reply("250 OK")
+                self.receive_data(catcher, sender, recipients)
+                continue
             elif verb == "QUIT":
                 self.reply("221 bye")
                 return
-            else:
-                self.reply("502 command not implemented")
+            self.reply(REPLIES.get(verb, "502 command not implemented"))
 
 
 @pytest.fixture

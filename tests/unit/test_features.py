@@ -11,7 +11,6 @@ from tripduration.features import (
     LEAKY_COLUMNS,
     MODEL_INPUT_COLUMNS,
     TARGET,
-    assert_no_leakage,
     engineer_features,
     engineered_feature_names,
     model_table,
@@ -70,18 +69,6 @@ def test_model_table_names_missing_columns(kept):
         model_table(kept.drop(columns=["trip_distance"]))
     with pytest.raises(ValueError, match="dropoff_datetime"):
         model_table(kept.drop(columns=["dropoff_datetime"]))
-
-
-@pytest.mark.parametrize("column", sorted(LEAKY_COLUMNS))
-def test_assert_no_leakage_names_the_leaky_column(column):
-    with pytest.raises(ValueError, match=rf"\['{column}'\] are only known after the trip"):
-        assert_no_leakage(["PULocationID", column, "trip_distance"])
-
-
-def test_assert_no_leakage_lists_all_leaky_columns_and_accepts_model_inputs():
-    with pytest.raises(ValueError, match=r"\['fare_amount', 'tip_amount'\]"):
-        assert_no_leakage(pd.Index(["tip_amount", "pickup_datetime", "fare_amount"]))
-    assert_no_leakage(MODEL_INPUT_COLUMNS)
 
 
 def test_model_inputs_and_engineered_columns_are_not_leaky():

@@ -8,7 +8,6 @@ import pytest
 
 from tripduration.months import (
     add_months,
-    check_color,
     check_split,
     format_month,
     month_range,
@@ -117,17 +116,6 @@ def test_parse_month_list_refuses_bad_lists(value, message):
         parse_month_list(value)
 
 
-@pytest.mark.parametrize("color", ["green", "yellow"])
-def test_check_color_accepts_supported_colors(color):
-    assert check_color(color) == color
-
-
-@pytest.mark.parametrize("color", ["../../etc", "green/../yellow", "Green", "fhv", "", "green "])
-def test_check_color_refuses_anything_else(color):
-    with pytest.raises(ValueError, match="not supported"):
-        check_color(color)
-
-
 def test_check_split_accepts_disjoint_months():
     check_split([JAN, FEB], MAR, APR)
     check_split(iter([JAN]), FEB)  # any iterable, test month optional
@@ -197,7 +185,7 @@ def test_last_months_never_includes_the_current_month_on_any_day_of_the_year(yea
 @pytest.mark.parametrize(("today", "previous"), CALENDAR_EDGES, ids=[str(d) for d, _ in CALENDAR_EDGES])
 def test_month_last_of_the_monthly_commands_at_calendar_edges(today, previous, monkeypatch):
     # MonthlyRun pins the production version when it is made: give it one without a registry
-    monkeypatch.setattr("tasks.deploy.production_version", lambda color: "v0001")
+    monkeypatch.setattr("tasks.predictions.production_version", lambda color: "v0001")
     (monthly,) = cli_tasks("monthly", "--month", "last", today=today)
     (monthly_default,) = cli_tasks("monthly", today=today)
     (run,) = cli_tasks("monthly-run", "--month", "last", today=today)

@@ -14,10 +14,11 @@ from tripduration.rules import (
     REASONS,
     Rules,
     duration_minutes,
-    rejection_reasons,
     scorable_rejections,
     split_trips,
 )
+
+from .reasons import rejection_reasons
 
 MONTH = dt.date(2021, 1, 1)
 OK = {

@@ -12,7 +12,9 @@ from tripduration.candidates import CANDIDATES, fit_cost, get_candidate
 from tripduration.features import MODEL_INPUT_COLUMNS, split_xy
 from tripduration.nodes import BATCH_INPUT_COLUMNS, batch_predictions, reference_profile
 from tripduration.parquet import read_parquet, write_parquet
-from tripduration.rules import REASONS, Rules, reason_codes, rejection_reasons, split_trips
+from tripduration.rules import REASONS, Rules, reason_codes, split_trips
+
+from .reasons import rejection_reasons
 
 
 @pytest.fixture

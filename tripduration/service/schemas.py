@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import sys
 import zoneinfo
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 import pandas as pd
@@ -210,7 +211,7 @@ def load_json(body: bytes) -> Any:
         raise InputError(f"body is not valid JSON: {exc}") from None
 
 
-def _field_message(error: dict[str, Any]) -> tuple[str, str | None]:
+def _field_message(error: Mapping[str, Any]) -> tuple[str, str | None]:
     """One pydantic error as our message (naming field and value) and the field name."""
     loc = error["loc"]
     name = str(loc[1]) if len(loc) > 1 else None
@@ -228,7 +229,7 @@ def _field_message(error: dict[str, Any]) -> tuple[str, str | None]:
     return f"field {name!r} must be {rule}, got {show(value)} ({error['msg']})", name
 
 
-def _error_of(trip_errors: list[dict[str, Any]], index: int) -> InputError:
+def _error_of(trip_errors: Sequence[Mapping[str, Any]], index: int) -> InputError:
     """The first problem of one trip, unknown fields first (as the hand-written parser did)."""
     unknown = sorted(str(e["loc"][1]) for e in trip_errors if e["type"] == "extra_forbidden")
     if unknown:
@@ -252,7 +253,7 @@ def to_input_error(exc: ValidationError) -> InputError:
     return _error_of([e for e in errors if e["loc"][0] == index], index)
 
 
-def validate_trips(payload: Any) -> list[dict[str, Any]]:
+def validate_trips(payload: Any) -> list[Trip]:
     """One trip (object) or a list of trips -> validated rows (pickup as naive New York time)."""
     trips = payload if isinstance(payload, list) else [payload]
     if not trips:
@@ -265,7 +266,7 @@ def validate_trips(payload: Any) -> list[dict[str, Any]]:
         raise to_input_error(exc) from None
 
 
-def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Validated rows -> the canonical model-input frame (missing optional codes as <NA>)."""
     frame = pd.DataFrame(rows, columns=list(MODEL_INPUT_COLUMNS))
     frame["pickup_datetime"] = pd.to_datetime(frame["pickup_datetime"]).astype("datetime64[us]")

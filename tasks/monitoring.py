@@ -1,0 +1,54 @@
+"""Monitoring a registered model on a month whose actual durations are known."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import luigi
+
+from tasks.data import ModelInputTable, ValidatedTrips
+from tasks.predictions import ModelVersionTask, model_registry
+from tasks.settings import MonitoringConfig
+from tasks.targets import (
+    dump_folder,
+    load,
+)
+from tripduration.monitoring import write_monitoring_report
+from tripduration.months import format_month
+from tripduration.nodes import monitoring_report
+
+
+class MonitoringReport(ModelVersionTask):
+    """Once a month's actual durations are known: the model's accuracy on it (trips with a valid outcome)
+    against its own test metrics, drift (PSI) of each feature and of the predictions against the training
+    data, missingness and rejected shares, and a verdict (ok / drift / degraded) from ``[monitoring]``.
+    Writes ``report/`` with ``monitoring.json``, plots and ``report.html``."""
+
+    code_version = 2  # 2: PSI on present values, missingness apart, thresholds and model test metrics in it
+    fingerprint_configs = (MonitoringConfig,)
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {
+            "table": ModelInputTable(color=self.color, month=self.month),
+            "validated": ValidatedTrips(color=self.color, month=self.month),
+        }
+
+    def output(self) -> luigi.target.FileSystemTarget:
+        return self.folder("report")
+
+    def run(self) -> None:
+        model, meta = self.load()
+        data = load(self.input()["table"]), load(self.input()["validated"]["summary.json"])
+        thresholds, month = MonitoringConfig().thresholds(), format_month(self.month)
+        report = monitoring_report(model, meta, self.reference_profile(meta), *data, month, thresholds, self.progress)
+        dump_folder(self.output(), lambda folder: write_monitoring_report(report, folder))
+
+    def reference_profile(self, meta: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return json.loads(model_registry(self.color).read_file(meta["version"], "reference_profile.json"))
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"{meta['name']} {meta['version']} has no reference_profile.json (registered before monitoring "
+                "existed); register a model again (python pipeline.py) to monitor it"
+            ) from None
