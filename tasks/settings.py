@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import luigi
 
+from tripduration.candidates import CANDIDATES
 from tripduration.monitoring import RETRAIN_RULES, RetrainPolicy, Thresholds
 
 
@@ -77,7 +78,8 @@ class ModelSearchConfig(Section):
     section = "model_search"
 
     candidates = luigi.ListParameter(
-        default=("baseline_linreg", "ridge_a1", "ridge_a10", "hgb_lr10_l31", "hgb_lr10_l63", "hgb_lr05_l127")
+        default=tuple(CANDIDATES),  # every candidate of tripduration/candidates.py, in its order: one place
+        description="the candidates trained and scored, one task each",
     )
 
 
