@@ -502,8 +502,8 @@ def _contention_lines(contention: dict[str, Any] | None) -> list[str]:
         f"## CPU contention: full run next to {contention['busy_processes']} busy process(es) vs idle",
         "",
         "`python pipeline.py train --workers 1`, fresh folders; busy = pure-Python `while True: pass` processes "
-        "(one per usable CPU minus one) running through the whole run. OpenMP threads wait passively "
-        "(`tripduration/threads.py`).",
+        "(one per usable CPU minus one) running through the whole run. Each task starts no more OpenMP threads "
+        "than CPUs free when it starts, and waiting threads spin only briefly (`tripduration/threads.py`).",
         "",
         "| rep | order | idle s | busy s | busy / idle | load after |",
         "|---:|---|---:|---:|---:|---|",

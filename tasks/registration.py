@@ -70,16 +70,7 @@ class RegisteredModel(PipelineTask):
         with local_copy(inputs["report"]) as report, local_copy(inputs["model"]["model"]) as model_file:
             evaluation = json.loads((Path(report) / "metrics.json").read_text())
             metadata = model_metadata(data["model"]["fit"], evaluation, self.data_lineage(), self.color, self.task_id)
-            files = (Path(model_file), Path(report))
-            key = f"{self.task_family}-{self.fingerprint()}"
-            result = register_model(
-                self.model_registry(),
-                data["model"]["model"],
-                files,
-                metadata,
-                data["training"],
-                data["test"],
-                key,
-                self.progress,
-            )
+            files, tables = (Path(model_file), Path(report)), (data["training"], data["test"])
+            registry, key = self.model_registry(), f"{self.task_family}-{self.fingerprint()}"
+            result = register_model(registry, data["model"]["model"], files, metadata, *tables, key, self.progress)
         dump(self.output(), result)
