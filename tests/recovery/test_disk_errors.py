@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.data
+import tripduration.parquet
 from tasks import TrainingPipeline, ValidatedTrips
 from tripduration.registry import ModelRegistry
 
@@ -47,7 +47,7 @@ def test_disk_full_midway_fails_clearly_and_keeps_earlier_outputs(pipeline_env, 
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     config.set("validation", "max_distance_miles", "50")  # new outputs are needed: they cannot be written
-    monkeypatch.setattr(tasks.data, "write_parquet", full)
+    monkeypatch.setattr(tripduration.parquet, "write_parquet", full)  # what targets.dump writes parquet with
     with caplog.at_level("ERROR", logger="luigi-interface"):
         result = run_tasks([TrainingPipeline()])
     assert not result.ok
