@@ -49,7 +49,7 @@ import joblib  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from tripduration.candidates import BASELINE, get_candidate  # noqa: E402
+from tripduration.candidates import BASELINE, CANDIDATES, get_candidate  # noqa: E402
 from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS  # noqa: E402
 from tripduration.months import format_month, parse_month, parse_month_list  # noqa: E402
 from tripduration.nodes import (  # noqa: E402
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.getfloat("validation", "max_duration_min", fallback=60.0),
         cfg.getfloat("validation", "max_distance_miles", fallback=100.0),
     )
-    candidates = json.loads(cfg.get("model_search", "candidates"))
+    # the pipeline's default when luigi.cfg names none: every candidate (tasks.settings.ModelSearchConfig)
+    candidates = json.loads(cfg.get("model_search", "candidates", fallback=json.dumps(list(CANDIDATES))))
     max_rows = cfg.getint("training", "max_rows", fallback=2_000_000)
     model_name = cfg.get("registry", "model_name", fallback="{color}-trip-duration").format(color=args.color)
     train_months = parse_month_list(args.train_months)
