@@ -51,7 +51,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -147,11 +147,29 @@ def usable_cpus() -> int:
 
 
 # --------------------------------------------------------------------------- process setup
-def other_runnable(samples: int = 3, interval: float = 0.02, loadavg: Path = Path("/proc/loadavg")) -> int:
-    """Processes running or ready to run on this machine right now, besides the caller (0 if unknown).
+def own_runnable_threads(task_dir: Path = Path("/proc/self/task")) -> int:
+    """Threads of this process that are running or ready to run (at least 1: the caller)."""
+    running = 0
+    for stat in task_dir.glob("*/stat"):
+        text = _read(stat)
+        # the state is the first field after the command name, which is in parentheses and may hold spaces
+        if text and text.rsplit(")", 1)[-1].split()[:1] == ["R"]:
+            running += 1
+    return max(1, running)
 
-    From the kernel's instant count of runnable tasks (4th field of ``/proc/loadavg``, ``R/T``; it counts
-    the reading process itself); the median of a few samples, so one short-lived process does not count.
+
+def other_runnable(
+    samples: int = 3,
+    interval: float = 0.02,
+    loadavg: Path = Path("/proc/loadavg"),
+    own: Callable[[], int] = own_runnable_threads,
+) -> int:
+    """Threads of other processes running or ready to run on this machine right now (0 if unknown).
+
+    From the kernel's instant count of runnable threads (4th field of ``/proc/loadavg``, ``R/T``), minus
+    this process's own runnable threads (a forked luigi task process has helper threads of its own that
+    are runnable when it starts: counting them made every task of a ``--workers 2`` run single-threaded);
+    the median of a few samples, so one short-lived process does not count.
     """
     import time
 
@@ -159,7 +177,7 @@ def other_runnable(samples: int = 3, interval: float = 0.02, loadavg: Path = Pat
     for i in range(samples):
         text = _read(loadavg)
         try:
-            counts.append(int(text.split()[3].split("/")[0]) - 1 if text else 0)
+            counts.append(int(text.split()[3].split("/")[0]) - own() if text else 0)
         except (IndexError, ValueError):
             return 0
         if i + 1 < samples:

@@ -110,8 +110,23 @@ def test_other_runnable_reads_the_instant_count_of_runnable_tasks(tmp_path):
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text("0.50 0.40 0.30 3/120 4242\n")  # 3 runnable, one of them the reader
-    assert other_runnable(samples=1, loadavg=loadavg) == 2
+    assert other_runnable(samples=1, loadavg=loadavg, own=lambda: 1) == 2
     loadavg.write_text("0.50 0.40 0.30 1/120 4242\n")
-    assert other_runnable(samples=1, loadavg=loadavg) == 0
+    assert other_runnable(samples=1, loadavg=loadavg, own=lambda: 1) == 0
     loadavg.write_text("garbage")
-    assert other_runnable(samples=1, loadavg=loadavg) == 0  # unknown: assume idle
+    assert other_runnable(samples=1, loadavg=loadavg, own=lambda: 1) == 0  # unknown: assume idle
+    # the caller's own runnable threads are not "other" load (a forked luigi task starts with helper threads)
+    loadavg.write_text("0.50 0.40 0.30 3/120 4242\n")
+    assert other_runnable(samples=1, loadavg=loadavg, own=lambda: 3) == 0
+
+
+def test_own_runnable_threads_counts_threads_in_state_r(tmp_path):
+    from tripduration.threads import own_runnable_threads
+
+    states = {"1": "R", "2": "S", "3": "R", "4": "D"}
+    for tid, state in states.items():
+        (tmp_path / tid).mkdir()
+        # a command name may hold spaces and parentheses: the state is the field after the last ')'
+        (tmp_path / tid / "stat").write_text(f"{tid} (python (x) y) {state} 1 2 3\n")
+    assert own_runnable_threads(tmp_path) == 2
+    assert own_runnable_threads(tmp_path / "missing") == 1  # unreadable: the caller itself
