@@ -64,8 +64,7 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
 
 def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON schema of a predict request, and the definitions it refers to (for OpenAPI components)."""
-    # an Annotated union is a valid TypeAdapter argument at run time; pydantic's overloads only type classes
-    adapter: TypeAdapter[Any] = TypeAdapter(PredictRequest)  # type: ignore[arg-type]
+    adapter: TypeAdapter[Any] = TypeAdapter(PredictRequest)
     schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
     return schema, schema.pop("$defs", {})
 
