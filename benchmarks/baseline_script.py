@@ -14,11 +14,11 @@ BLAS, OpenMP left at all cores; ``tasks.process.prepare_task_process``). Steps a
    (ValidatedTrips), then ``modelling_table`` -> ``<month>/table.parquet`` (ModelInputTable);
 2. per candidate: ``score_candidate`` on the training months, scored on the validation month ->
    ``scores/<candidate>.json`` (CandidateScore); ``select_best`` -> ``selection.json`` (ModelSelection);
-3. ``fit_candidate`` of the best candidate and of the course baseline on training + validation months ->
+3. ``final_model`` of the best candidate and of the course baseline on training + validation months ->
    ``final/<role>/model.joblib`` (joblib, compress=3) and ``fit.json`` (FinalModel x 2);
 4. ``evaluate_models`` on the test month -> ``report/`` (metrics.json, plots, report.html) (EvaluationReport);
-5. metadata with data lineage (sha256 of the raw files), ``reference_profile`` of the training data and
-   ``register_with_gate`` into a file registry ``models/`` -> ``registration.json`` (RegisteredModel).
+5. ``month_lineage`` (from the validation summaries, as the task) and ``model_metadata``, then ``register_model``
+   (reference profile, quality gate) into a file registry ``models/`` -> ``registration.json`` (RegisteredModel).
 
 What it skips is what only the orchestration needs: scheduling, output-path fingerprints, completeness
 checks, atomic temporary files, the work-directory lock, status messages. Intermediate frames stay in memory
@@ -40,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# as pipeline.py does, before scikit-learn loads: passive OpenMP waiting (tripduration/threads.py)
+# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/threads.py)
 from tripduration.threads import prepare_process  # noqa: E402
 
 prepare_process()
@@ -50,23 +50,21 @@ import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from tripduration.candidates import BASELINE, CANDIDATES, get_candidate  # noqa: E402
-from tripduration.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS  # noqa: E402
 from tripduration.months import format_month, parse_month, parse_month_list  # noqa: E402
 from tripduration.nodes import (  # noqa: E402
     concat_tables,
-    environment_versions,
     evaluate_models,
-    fit_candidate,
-    fit_row_count,
+    final_model,
+    model_metadata,
     modelling_table,
-    reference_profile,
-    register_with_gate,
+    month_lineage,
+    register_model,
     score_candidate,
     select_best,
     validate_trip_file,
 )
 from tripduration.parquet import write_parquet  # noqa: E402
-from tripduration.registry import ModelRegistry, sha256_file  # noqa: E402
+from tripduration.registry import ModelRegistry  # noqa: E402
 from tripduration.rules import Rules  # noqa: E402
 
 
@@ -131,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     zones = set(pd.read_csv(zone_file, usecols=["LocationID"])["LocationID"])
     tables: dict[dt.date, pd.DataFrame] = {}
     summaries: dict[dt.date, dict[str, Any]] = {}
-    raw_files: dict[dt.date, Path] = {}
     for month in (*train_months, val_month, test_month):
         raw = raw_dir / f"{args.color}_tripdata_{format_month(month)}.parquet"
         folder = out / format_month(month)
@@ -142,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(folder / "summary.json", summary)
         table = modelling_table(kept)
         write_parquet(table, folder / "table.parquet")
-        tables[month], summaries[month], raw_files[month] = table, summary, raw
+        tables[month], summaries[month] = table, summary
         step("ValidatedTrips+ModelInputTable")
 
     # 2. candidate scores and selection (CandidateScore x N, ModelSelection)
@@ -159,29 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     step("ModelSelection")
 
     # 3. final models refitted on training + validation months (FinalModel role=best, role=baseline)
-    data = concat_tables([*(tables[m] for m in train_months), validation], "training + validation")
+    fit_tables = [*(tables[m] for m in train_months), validation]
     final: dict[str, Any] = {}
     for role, name in (("best", selection["best"]), ("baseline", BASELINE)):
-        spec = get_candidate(name)
-        model, seconds = fit_candidate(spec, data, max_rows)
+        final[role] = final_model(get_candidate(name), fit_tables, max_rows)
         folder = out / "final" / role
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(model, folder / "model.joblib", compress=3)
-        fit = {
-            "candidate": name,
-            "family": spec.family,
-            "params": spec.params,
-            "description": spec.description,
-            "rows": len(data),
-            "fit_rows": fit_row_count(len(data), max_rows),
-            "fit_seconds": round(seconds, 3),
-        }
-        write_json(folder / "fit.json", fit)
-        final[role] = (model, fit)
+        joblib.dump(final[role]["model"], folder / "model.joblib", compress=3)
+        write_json(folder / "fit.json", final[role]["fit"])
         step(f"FinalModel[{role}]")
 
     # 4. evaluation report on the test month (EvaluationReport)
-    (model, fit), (baseline_model, _) = final["best"], final["baseline"]
+    model, fit, baseline_model = final["best"]["model"], final["best"]["fit"], final["baseline"]["model"]
     test = tables[test_month]
     context = {
         "color": args.color,
@@ -210,42 +196,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. registration behind the quality gate (RegisteredModel)
     roles = {"train": train_months, "validation": (val_month,), "test": (test_month,)}
-    lineage = [
-        {
-            "role": role,
-            "month": format_month(m),
-            "file": raw_files[m].name,
-            "sha256": sha256_file(raw_files[m]),
-            "rows_in": summaries[m]["rows_in"],
-            "rows_kept": summaries[m]["rows_kept"],
-            "rows_rejected": summaries[m]["rows_rejected"],
-        }
-        for role, months in roles.items()
-        for m in months
-    ]
-    metadata = {
-        "algorithm": {k: fit[k] for k in ("family", "params", "description")} | {"candidate": fit["candidate"]},
-        "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": list(ENGINEERED_COLUMNS)},
-        "target": "duration_min",
-        "color": args.color,
-        "data": lineage,
-        "metrics": evaluation["metrics"],
-        "feature_importance": evaluation["feature_importance"],
-        "libraries": environment_versions(),
-        "pipeline_task": "benchmarks/baseline_script.py",
-    }
-    fitted = [d for d in lineage if d["role"] in ("train", "validation")]
-    rejected_share = sum(d["rows_rejected"] for d in fitted) / max(1, sum(d["rows_in"] for d in fitted))
-    profile = reference_profile(model, data, rejected_share, evaluation["metrics"]["test"])
-    result = register_with_gate(
-        ModelRegistry(out / "models", model_name),
-        out / "final" / "best" / "model.joblib",
-        report_dir,
-        metadata,
-        test,
-        key=f"baseline_script-{out.resolve()}",
-        extra_files={"reference_profile.json": json.dumps(profile, indent=1)},
-    )
+    lineage = [month_lineage(role, format_month(m), summaries[m]) for role, months in roles.items() for m in months]
+    metadata = model_metadata(fit, evaluation, lineage, args.color, "benchmarks/baseline_script.py")
+    files = (out / "final" / "best" / "model.joblib", report_dir)
+    registry = ModelRegistry(out / "models", model_name)
+    result = register_model(registry, model, files, metadata, fit_tables, test, f"baseline_script-{out.resolve()}")
     write_json(out / "registration.json", result)
     step("RegisteredModel")
 

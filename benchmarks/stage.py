@@ -32,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# as pipeline.py does, before scikit-learn loads: passive OpenMP waiting (tripduration/threads.py)
+# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/threads.py)
 from tripduration.threads import prepare_process  # noqa: E402
 
 prepare_process()

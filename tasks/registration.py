@@ -65,12 +65,14 @@ class RegisteredModel(PipelineTask):
 
     def run(self) -> None:
         inputs = self.input()
-        data = load({"model": inputs["model"], "training": inputs["training"], "test": inputs["test"]})
-        # outputs in S3 are copied to local scratch first: the registry copies files from local paths
+        data = load({"fit": inputs["model"]["fit"], "training": inputs["training"], "test": inputs["test"]})
+        # outputs in S3 are copied to local scratch first (the registry copies files from local paths); the
+        # model is unpickled from that copy, so it is read once
         with local_copy(inputs["report"]) as report, local_copy(inputs["model"]["model"]) as model_file:
+            model = load(luigi.LocalTarget(model_file))
             evaluation = json.loads((Path(report) / "metrics.json").read_text())
-            metadata = model_metadata(data["model"]["fit"], evaluation, self.data_lineage(), self.color, self.task_id)
+            metadata = model_metadata(data["fit"], evaluation, self.data_lineage(), self.color, self.task_id)
             files, tables = (Path(model_file), Path(report)), (data["training"], data["test"])
             registry, key = self.model_registry(), f"{self.task_family}-{self.fingerprint()}"
-            result = register_model(registry, data["model"]["model"], files, metadata, *tables, key, self.progress)
+            result = register_model(registry, model, files, metadata, *tables, key, self.progress)
         dump(self.output(), result)

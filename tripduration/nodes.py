@@ -169,6 +169,15 @@ def fit_candidate(spec: CandidateSpec, train: pd.DataFrame, max_rows: int | None
     return model, time.perf_counter() - start
 
 
+#: the keys of :func:`candidate_facts`
+CANDIDATE_FACTS = ("candidate", "family", "params", "description")
+
+
+def candidate_facts(spec: CandidateSpec) -> dict[str, Any]:
+    """What a score, a fit and a model's metadata record of the candidate they come from."""
+    return {"candidate": spec.name, "family": spec.family, "params": spec.params, "description": spec.description}
+
+
 def score_candidate(
     spec: CandidateSpec, train: pd.DataFrame, validation: pd.DataFrame, max_rows: int | None = None
 ) -> dict[str, Any]:
@@ -177,10 +186,7 @@ def score_candidate(
     X_val, y_val = split_xy(validation)
     metrics = regression_metrics(y_val, model.predict(X_val))
     return {
-        "candidate": spec.name,
-        "family": spec.family,
-        "params": spec.params,
-        "description": spec.description,
+        **candidate_facts(spec),
         "train_rows": len(train),
         "fit_rows": fit_row_count(len(train), max_rows),
         "fit_seconds": round(fit_seconds, 3),
@@ -212,10 +218,7 @@ def final_model(
     model, seconds = fit_candidate(spec, data, max_rows)
     progress(f"fitted in {seconds:.1f}s", 100)
     fit = {
-        "candidate": spec.name,
-        "family": spec.family,
-        "params": spec.params,
-        "description": spec.description,
+        **candidate_facts(spec),
         "rows": len(data),
         "fit_rows": fit_row_count(len(data), max_rows),
         "fit_seconds": round(seconds, 3),
@@ -492,7 +495,7 @@ def model_metadata(
 ) -> dict[str, Any]:
     """The metadata of a model version: algorithm, features, data lineage, metrics, library versions."""
     return {
-        "algorithm": {key: fit[key] for key in ("candidate", "family", "params", "description")},
+        "algorithm": {key: fit[key] for key in CANDIDATE_FACTS},
         "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": list(ENGINEERED_COLUMNS)},
         "target": "duration_min",
         "color": color,
