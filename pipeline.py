@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent
 
 # First, before anything loads numpy/scikit-learn: OpenMP threads spin only briefly, and no more native threads
 # than usable CPUs (libgomp reads its environment once, when scikit-learn loads it). Forked task processes
-# and child processes inherit it; see tripduration/threads.py.
-from tripduration.threads import prepare_process  # noqa: E402
+# and child processes inherit it; see tripduration/runtime/threads.py.
+from tripduration.runtime.threads import prepare_process  # noqa: E402
 
 prepare_process()
 
@@ -70,12 +70,12 @@ from luigi.tools.range import RangeMonthly  # noqa: E402
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
-from tasks.config_check import ConfigurationError, check_configuration  # noqa: E402
-from tasks.inspect import format_status, invalidate, job_status  # noqa: E402
-from tasks.result import result_block  # noqa: E402
-from tasks.runner import JobOutcome, run  # noqa: E402
-from tripduration.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
-from tripduration.registry import GateRejectedError, ModelRegistry, check_version  # noqa: E402
+from tasks.ops.config_check import ConfigurationError, check_configuration  # noqa: E402
+from tasks.ops.inspect import format_status, invalidate, job_status  # noqa: E402
+from tasks.ops.result import result_block  # noqa: E402
+from tasks.ops.runner import JobOutcome, run  # noqa: E402
+from tripduration.data.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
+from tripduration.registry.store import GateRejectedError, ModelRegistry, check_version  # noqa: E402
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
 JOB_COMMANDS = ("train", "monthly", "backfill", "monthly-run")
@@ -223,7 +223,7 @@ def add_export_mlflow_parser(sub: argparse._SubParsersAction) -> None:
 def mlflow_tracking_uri(given: str | None) -> str | None:
     """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
     folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
-    from tripduration.mlflow_export import sqlite_uri_relative_to
+    from tripduration.registry.mlflow_export import sqlite_uri_relative_to
 
     if given:
         return given
@@ -238,7 +238,7 @@ def export_mlflow_command(args: argparse.Namespace) -> int:
     import json
 
     from tasks.predictions import model_registry
-    from tripduration.mlflow_export import export_registry, format_summary
+    from tripduration.registry.mlflow_export import export_registry, format_summary
 
     uri = mlflow_tracking_uri(args.tracking_uri)
     if uri is None:

@@ -8,7 +8,7 @@ It does the work of ``python pipeline.py`` (TrainingPipeline) step by step, call
 tasks call, with the same configuration: the project's ``luigi.cfg`` and then ``$LUIGI_CONFIG_PATH`` (read
 with ``configparser``: ``[paths] raw_dir/zone_lookup``, ``[validation]``, ``[model_search] candidates``,
 ``[registry] model_name``), and the same thread settings as a one-worker pipeline run (single-threaded
-BLAS, OpenMP left at all cores; ``tasks.process.prepare_task_process``). Steps and files, under OUT_DIR:
+BLAS, OpenMP left at all cores; ``tasks.ops.process.prepare_task_process``). Steps and files, under OUT_DIR:
 
 1. per month: ``validate_trip_file`` -> ``<month>/kept.parquet``, ``rejected.parquet``, ``summary.json``
    (ValidatedTrips), then ``modelling_table`` -> ``<month>/table.parquet`` (ModelInputTable);
@@ -40,8 +40,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/threads.py)
-from tripduration.threads import prepare_process  # noqa: E402
+# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/runtime/threads.py)
+from tripduration.runtime.threads import prepare_process  # noqa: E402
 
 prepare_process()
 
@@ -49,23 +49,22 @@ import joblib  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from tripduration.candidates import BASELINE, CANDIDATES, get_candidate  # noqa: E402
-from tripduration.months import format_month, parse_month, parse_month_list  # noqa: E402
-from tripduration.nodes import (  # noqa: E402
+from tripduration.data.months import format_month, parse_month, parse_month_list  # noqa: E402
+from tripduration.data.rules import Rules  # noqa: E402
+from tripduration.data.validation import validate_trip_file  # noqa: E402
+from tripduration.evaluation.steps import evaluate_models  # noqa: E402
+from tripduration.io.parquet import write_parquet  # noqa: E402
+from tripduration.registry.metadata import model_metadata, month_lineage  # noqa: E402
+from tripduration.registry.registration import register_model  # noqa: E402
+from tripduration.registry.store import ModelRegistry  # noqa: E402
+from tripduration.training.candidates import BASELINE, CANDIDATES, get_candidate  # noqa: E402
+from tripduration.training.steps import (  # noqa: E402
     concat_tables,
-    evaluate_models,
     final_model,
-    model_metadata,
     modelling_table,
-    month_lineage,
-    register_model,
     score_candidate,
     select_best,
-    validate_trip_file,
 )
-from tripduration.parquet import write_parquet  # noqa: E402
-from tripduration.registry import ModelRegistry  # noqa: E402
-from tripduration.rules import Rules  # noqa: E402
 
 
 def read_config() -> configparser.ConfigParser:
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-month", default="2021-03")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    # the same thread settings as a task in a one-worker pipeline run (tasks.process.prepare_task_process)
+    # the same thread settings as a task in a one-worker pipeline run (tasks.ops.process.prepare_task_process)
     threadpool_limits(limits=1, user_api="blas")
 
     cfg = read_config()

@@ -113,7 +113,7 @@ def run_process(
     return result
 
 
-#: variables of the native-thread setup (tripduration/threads.py) a measured process must set up itself
+#: variables of the native-thread setup (tripduration/runtime/threads.py) a measured process must set up itself
 NATIVE_THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 

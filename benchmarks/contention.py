@@ -6,7 +6,7 @@
     python benchmarks/contention.py fit --rows ... [--fix] [--threads N]   (one fit; prints one JSON line)
 
 Each fit runs in a fresh interpreter, so OpenMP (libgomp, loaded by scikit-learn) reads the environment it
-is given. "fix" = the process calls ``tripduration.threads.prepare_process()`` before importing
+is given. "fix" = the process calls ``tripduration.runtime.threads.prepare_process()`` before importing
 scikit-learn, as ``pipeline.py`` does, and starts no more OpenMP threads than ``free_cpus()``, as every task
 does; "default" = it does neither, and the variables that function sets are
 removed from its environment (libgomp's defaults: threads spin at barriers). "busy" = one pure-Python
@@ -51,7 +51,7 @@ def fit_once(rows: int, features: int, iterations: int, fix: bool, threads: int 
     import os
 
     if fix:
-        from tripduration.threads import free_cpus, prepare_process
+        from tripduration.runtime.threads import free_cpus, prepare_process
 
         prepare_process()
         if threads is None:  # as tasks.base does at the start of every task

@@ -316,7 +316,7 @@ def _contention_section(results: dict[str, Any]) -> str:
     prose = (
         "`python pipeline.py train --workers 1`, fresh folders; busy = pure-Python `while True: pass` processes "
         "(one per usable CPU minus one) running through the whole run. Each task starts no more OpenMP threads "
-        "than CPUs free when it starts, and waiting threads spin only briefly (`tripduration/threads.py`)."
+        "than CPUs free when it starts, and waiting threads spin only briefly (`tripduration/runtime/threads.py`)."
     )
     table = _table(
         "| rep | order | idle s | busy s | busy / idle | load after |", "|---:|---|---:|---:|---:|---|", rows

@@ -30,7 +30,7 @@ comparison is a ratio of two runs made next to each other, and the medians of th
    with one competing busy process per usable CPU minus one (pure-Python ``while True: pass``, started
    before and killed after), interleaved with the order alternating per repetition. The native-thread
    variables (``OMP_WAIT_POLICY``...) are removed from the runs' environment, so what is measured is
-   ``pipeline.py``'s own setup (``tripduration/threads.py``). Ratio: busy / idle, target <= 2.0.
+   ``pipeline.py``'s own setup (``tripduration/runtime/threads.py``). Ratio: busy / idle, target <= 2.0.
 
 Targets (issue 6) and how each is judged are in the table of ``docs/benchmarks.md``.
 """

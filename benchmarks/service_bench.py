@@ -59,7 +59,7 @@ def load_old_module(workdir: Path) -> Any:
 
 def run_server(kind: str, root: str, port_text: str, workdir: str) -> None:
     """Child process: serve the registry with the old or the new implementation until SIGTERM."""
-    from tripduration.registry import ModelRegistry
+    from tripduration.registry.store import ModelRegistry
 
     registry, port = ModelRegistry(Path(root), MODEL_NAME), int(port_text)
     if kind == "old":
@@ -110,11 +110,11 @@ def build_registry(workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
     import joblib
     import pandas as pd
 
-    from tripduration.candidates import CANDIDATES, build_pipeline
-    from tripduration.features import model_table, split_xy
-    from tripduration.nodes import validate_trip_file
-    from tripduration.registry import ModelRegistry
-    from tripduration.rules import Rules
+    from tripduration.data.rules import Rules
+    from tripduration.data.validation import validate_trip_file
+    from tripduration.registry.store import ModelRegistry
+    from tripduration.training.candidates import CANDIDATES, build_pipeline
+    from tripduration.training.features import model_table, split_xy
 
     kept, _, _ = validate_trip_file(ROOT / "data" / "green_tripdata_2021-01.parquet", dt.date(2021, 1, 1), Rules())
     table = model_table(kept).sample(frac=1.0, random_state=7).reset_index(drop=True)

@@ -32,8 +32,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/threads.py)
-from tripduration.threads import prepare_process  # noqa: E402
+# as pipeline.py does, before scikit-learn loads: bounded OpenMP spinning (tripduration/runtime/threads.py)
+from tripduration.runtime.threads import prepare_process  # noqa: E402
 
 prepare_process()
 
@@ -44,21 +44,16 @@ import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from benchmarks.common import current_rss_mb, peak_rss_mb  # noqa: E402
-from tripduration.candidates import get_candidate  # noqa: E402
-from tripduration.features import MODEL_INPUT_COLUMNS, MODEL_TABLE_SOURCE_COLUMNS  # noqa: E402
-from tripduration.months import parse_month  # noqa: E402
-from tripduration.nodes import (  # noqa: E402
-    BATCH_INPUT_COLUMNS,
-    batch_predictions,
-    fit_candidate,
-    fit_row_count,
-    modelling_table,
-    validate_trip_file,
-)
-from tripduration.parquet import read_parquet, write_parquet  # noqa: E402
-from tripduration.registry import ModelRegistry  # noqa: E402
-from tripduration.rules import Rules  # noqa: E402
-from tripduration.schema import read_trips  # noqa: E402
+from tripduration.data.months import parse_month  # noqa: E402
+from tripduration.data.rules import Rules  # noqa: E402
+from tripduration.data.schema import read_trips  # noqa: E402
+from tripduration.data.validation import validate_trip_file  # noqa: E402
+from tripduration.io.parquet import read_parquet, write_parquet  # noqa: E402
+from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, batch_predictions  # noqa: E402
+from tripduration.registry.store import ModelRegistry  # noqa: E402
+from tripduration.training.candidates import get_candidate  # noqa: E402
+from tripduration.training.features import MODEL_INPUT_COLUMNS, MODEL_TABLE_SOURCE_COLUMNS  # noqa: E402
+from tripduration.training.steps import fit_candidate, fit_row_count, modelling_table  # noqa: E402
 
 MB = 1024.0**2
 
@@ -219,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    # the thread settings of a task in a one-worker pipeline run (tasks.process.prepare_task_process)
+    # the thread settings of a task in a one-worker pipeline run (tasks.ops.process.prepare_task_process)
     threadpool_limits(limits=1, user_api="blas")
     after_imports = current_rss_mb()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

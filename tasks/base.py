@@ -23,8 +23,8 @@ import luigi
 import luigi.rpc
 from luigi.task import flatten
 
-from tasks import process
-from tasks.process import explain_write_error, scheduler_cores
+from tasks.ops import process
+from tasks.ops.process import explain_write_error, scheduler_cores
 from tasks.settings import ParallelismConfig
 from tasks.targets import (
     S3Url,
@@ -37,7 +37,7 @@ from tasks.targets import (
     s3_identity,
     work_root,
 )
-from tripduration.content import content_sha256
+from tripduration.io.content import content_sha256
 
 # --------------------------------------------------------------------------- base task
 _SAFE = re.compile(r"[^A-Za-z0-9.=_,-]+")
@@ -133,7 +133,7 @@ class PipelineTask(luigi.Task):
             if percent is not None and callable(self.set_progress_percentage):
                 self.set_progress_percentage(max(0, min(100, int(percent))))
         except luigi.rpc.RPCError as exc:
-            # luigid is gone: the task's work is still good; the worker reports the loss once (tasks.runner)
+            # luigid is gone: the task's work is still good; the worker reports the loss once (tasks.ops.runner)
             logging.getLogger("luigi-interface").debug("progress not reported: %s", exc)
 
 
@@ -194,7 +194,7 @@ class SourceFile:
 
     Downstream fingerprints include the sha256 of the file's content (:meth:`dependency_key`), so a file
     replaced under the same name makes new outputs for everything that read it. The digest is taken once
-    per task instance, when the graph is built (``tasks.runner`` downloads missing files before that), and
+    per task instance, when the graph is built (``tasks.ops.runner`` downloads missing files before that), and
     comes from a cache keyed by the file's size, mtime, inode and device, so a no-op rerun reads nothing.
     A file that does not exist yet (to be downloaded by this run) is keyed as ``absent``: its consumers
     then record the digest of what they actually read, and the next run keys them by content.

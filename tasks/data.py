@@ -12,13 +12,14 @@ from tasks.base import PipelineTask, SourceFile
 from tasks.params import ColorParameter, MonthParameter
 from tasks.settings import DownloadConfig, PathsConfig, ValidationConfig
 from tasks.targets import atomic_path, dump, file_target, load, location
+from tripduration.data.fetch import download as fetch_url
+from tripduration.data.fetch import download_progress
+from tripduration.data.months import format_month
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validated_month
 from tripduration.errors import DownloadError
-from tripduration.features import MODEL_TABLE_SOURCE_COLUMNS
-from tripduration.fetch import download as fetch_url
-from tripduration.fetch import download_progress
-from tripduration.months import format_month
-from tripduration.nodes import modelling_table, validated_month
-from tripduration.rules import Rules
+from tripduration.training.features import MODEL_TABLE_SOURCE_COLUMNS
+from tripduration.training.steps import modelling_table
 
 
 class TripData(SourceFile, PipelineTask):

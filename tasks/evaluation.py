@@ -12,8 +12,8 @@ from tasks.params import MonthParameter
 from tasks.settings import EvaluationConfig
 from tasks.targets import dump_folder, load
 from tasks.training import FinalModel, ModelSelection, TrainingWindow
-from tripduration.months import format_month
-from tripduration.nodes import evaluate_models
+from tripduration.data.months import format_month
+from tripduration.evaluation.steps import evaluate_models
 
 
 class EvaluationReport(TrainingWindow):

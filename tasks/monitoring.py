@@ -14,9 +14,9 @@ from tasks.targets import (
     dump_folder,
     load,
 )
-from tripduration.monitoring import write_monitoring_report
-from tripduration.months import format_month
-from tripduration.nodes import monitoring_report
+from tripduration.data.months import format_month
+from tripduration.monitoring.report import write_monitoring_report
+from tripduration.monitoring.steps import monitoring_report
 
 
 class MonitoringReport(ModelVersionTask):

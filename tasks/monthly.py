@@ -23,9 +23,9 @@ from tasks.targets import (
     work_root,
     write_json,
 )
-from tripduration.monitoring import retrain_decision
-from tripduration.months import format_month
-from tripduration.nodes import lineage_months
+from tripduration.data.months import format_month
+from tripduration.monitoring.policy import retrain_decision
+from tripduration.registry.metadata import lineage_months
 
 
 class MonthlyRun(PipelineTask):

@@ -7,7 +7,7 @@ from typing import Any
 
 import luigi
 
-from tripduration.months import COLORS, format_month, parse_month, parse_month_list
+from tripduration.data.months import COLORS, format_month, parse_month, parse_month_list
 
 
 class ColorParameter(luigi.ChoiceParameter[str]):

@@ -12,7 +12,7 @@ from tasks.data import TripData
 from tasks.params import ColorParameter, MonthParameter
 from tasks.registration import RegisteredModel
 from tasks.settings import MonthlyConfig
-from tripduration.months import add_months, check_split, format_month
+from tripduration.data.months import add_months, check_split, format_month
 
 
 @requires(RegisteredModel)

@@ -17,9 +17,9 @@ from tasks.targets import (
     load,
     open_registry,
 )
-from tripduration.months import format_month
-from tripduration.nodes import BATCH_INPUT_COLUMNS, score_dispatchable
-from tripduration.registry import ModelRegistry, check_version
+from tripduration.data.months import format_month
+from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, score_dispatchable
+from tripduration.registry.store import ModelRegistry, check_version
 
 
 def model_registry(color: str) -> ModelRegistry:

@@ -16,9 +16,10 @@ from tasks.evaluation import EvaluationReport
 from tasks.settings import RegistryConfig
 from tasks.targets import dump, load, local_copy, open_registry
 from tasks.training import FinalModel
-from tripduration.months import format_month
-from tripduration.nodes import model_metadata, month_lineage, register_model
-from tripduration.registry import ModelRegistry
+from tripduration.data.months import format_month
+from tripduration.registry.metadata import model_metadata, month_lineage
+from tripduration.registry.registration import register_model
+from tripduration.registry.store import ModelRegistry
 
 
 @inherits(EvaluationReport)

@@ -1,4 +1,4 @@
-"""Luigi outputs that live in S3 (or a local folder) and stay atomic: the luigi side of ``tripduration.storage``.
+"""Luigi outputs that live in S3 (or a local folder) and stay atomic: the luigi side of ``tripduration.io.storage``.
 
 Why each piece:
 
@@ -32,7 +32,7 @@ from typing import Any
 import luigi
 from luigi.contrib.s3 import S3Client, S3FlagTarget, S3Target
 
-from tripduration.storage import S3Storage, Storage, arrow_s3_filesystem, is_s3_url, parse_s3_url, storage_for
+from tripduration.io.storage import S3Storage, Storage, arrow_s3_filesystem, is_s3_url, parse_s3_url, storage_for
 
 #: the flag a folder output's uploader writes last (luigi's S3FlagTarget default)
 FLAG = "_SUCCESS"
@@ -82,7 +82,7 @@ def folder_target(path_or_url: str | Path, client: S3Client | None = None) -> lu
 
 
 def storage_from_config(url_or_path: str | Path) -> Storage:
-    """``tripduration.storage`` for a configured path, using the same boto3 settings as luigi's targets."""
+    """``tripduration.io.storage`` for a configured path, using the same boto3 settings as luigi's targets."""
     if is_s3_url(str(url_or_path)):
         return S3Storage(str(url_or_path), client=_boto3(None))
     return storage_for(url_or_path)
@@ -104,8 +104,8 @@ def arrow_filesystem_from_config() -> Any:
 
 
 def read_parquet_target(target: luigi.target.FileSystemTarget, columns: Sequence[str] | None = None) -> Any:
-    """``tripduration.parquet.read_parquet`` for a local target; column-wise ranged reads for an S3 one."""
-    from tripduration.storage import read_parquet_columns
+    """``tripduration.io.parquet.read_parquet`` for a local target; column-wise ranged reads for an S3 one."""
+    from tripduration.io.storage import read_parquet_columns
 
     if isinstance(target, S3Target):
         return read_parquet_columns(target.path, columns, filesystem=arrow_filesystem_from_config())

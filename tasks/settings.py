@@ -1,10 +1,10 @@
 """Every configuration section the pipeline reads: one ``luigi.Config`` class per ``luigi.cfg`` section.
 
 The classes are named ``<Section>Config`` so they collide with no module (``tasks/training.py``,
-``tripduration/registry.py``...); :class:`Section` maps each one to its ``[section]`` through
+``tripduration/registry/store.py``...); :class:`Section` maps each one to its ``[section]`` through
 :meth:`Section.get_task_family`, which is what luigi uses for config lookup, ``--section-key`` command-line
 flags and the "not consumed" warnings. Each key's allowed values are checked before any work starts
-(``tasks/config_check.py``); each key is documented in ``docs/configuration.md`` (checked by
+(``tasks/ops/config_check.py``); each key is documented in ``docs/configuration.md`` (checked by
 ``tests/test_docs.py``). Defaults that the pure code also needs (monitoring thresholds) come from the pure
 code's dataclasses, so the two cannot disagree.
 """
@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import luigi
 
-from tripduration.candidates import CANDIDATES
-from tripduration.monitoring import RETRAIN_RULES, RetrainPolicy, Thresholds
+from tripduration.monitoring.policy import RETRAIN_RULES, RetrainPolicy, Thresholds
+from tripduration.training.candidates import CANDIDATES
 
 
 class Section(luigi.Config):
@@ -78,7 +78,7 @@ class ModelSearchConfig(Section):
     section = "model_search"
 
     candidates = luigi.ListParameter(
-        default=tuple(CANDIDATES),  # every candidate of tripduration/candidates.py, in its order: one place
+        default=tuple(CANDIDATES),  # every candidate of tripduration/training/candidates.py, in its order: one place
         description="the candidates trained and scored, one task each",
     )
 

@@ -93,7 +93,7 @@ def folder_output(path: Path | str) -> luigi.target.FileSystemTarget:
 def open_registry(name: str) -> Any:
     """The ``ModelRegistry`` of ``name`` under ``[paths] registry_dir``; for ``s3://`` with the same boto3
     settings (``[s3]``, AWS environment) as luigi's targets."""
-    from tripduration.registry import ModelRegistry
+    from tripduration.registry.store import ModelRegistry
 
     root = str(PathsConfig().registry_dir)
     if is_s3_url(root):
@@ -109,7 +109,7 @@ def is_remote(target: object) -> bool:
 
 
 def content_cache_dir() -> Path:
-    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.content`).
+    """Where the sha256 of input files is cached beside their stat key (see :mod:`tripduration.io.content`).
 
     With an ``s3://`` work directory: a local folder (``$XDG_CACHE_HOME`` or ``~/.cache``) keyed by the work
     directory's URL. The cache only saves rehashing local files; each host keeps its own.
@@ -129,7 +129,7 @@ def s3_identity(target: luigi.target.FileSystemTarget) -> str | None:
     upload), so a file replaced under the same name still makes new downstream outputs; the sha256 of the
     bytes actually read is recorded by the consumer (``ValidatedTrips``' summary).
     """
-    from tripduration.storage import parse_s3_url
+    from tripduration.io.storage import parse_s3_url
 
     bucket, key = parse_s3_url(target.path)
     try:
@@ -190,7 +190,7 @@ def read_table(target: luigi.target.FileSystemTarget, columns: list[str] | None 
         from tasks.s3_targets import read_parquet_target
 
         return read_parquet_target(target, columns)
-    from tripduration.parquet import read_parquet
+    from tripduration.io.parquet import read_parquet
 
     return read_parquet(target.path, columns=columns)
 
@@ -247,7 +247,7 @@ def dump(outputs: Any, content: Any) -> None:
         return
     with atomic_path(outputs) as tmp:
         if suffix == ".parquet":
-            from tripduration.parquet import write_parquet
+            from tripduration.io.parquet import write_parquet
 
             write_parquet(content, tmp)
         else:
@@ -268,7 +268,7 @@ def read_bytes(target: luigi.target.FileSystemTarget) -> bytes:
     """The content of a file output, local or S3 (``FileNotFoundError`` if it does not exist)."""
     if not is_remote(target):
         return Path(target.path).read_bytes()
-    from tripduration.storage import parse_s3_url
+    from tripduration.io.storage import parse_s3_url
 
     bucket, key = parse_s3_url(target.path)
     client = target.fs.s3.meta.client
@@ -302,7 +302,7 @@ def local_copy(target: luigi.target.FileSystemTarget, if_identity: str | None = 
 
 
 def _download(target: luigi.target.FileSystemTarget, local: str, if_identity: str | None) -> None:
-    from tripduration.storage import parse_s3_url
+    from tripduration.io.storage import parse_s3_url
 
     client = target.fs.s3.meta.client
     bucket, key = parse_s3_url(target.path)

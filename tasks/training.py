@@ -12,9 +12,9 @@ from tasks.data import ModelInputTable
 from tasks.params import ColorParameter, MonthListParameter, MonthParameter
 from tasks.settings import ModelSearchConfig, TrainingConfig
 from tasks.targets import dump, load
-from tripduration.candidates import BASELINE, fit_cost, get_candidate
-from tripduration.months import check_split
-from tripduration.nodes import final_model, score_candidate_on_months, select_best
+from tripduration.data.months import check_split
+from tripduration.training.candidates import BASELINE, fit_cost, get_candidate
+from tripduration.training.steps import final_model, score_candidate_on_months, select_best
 
 
 class TrainingWindow(PipelineTask):
@@ -47,7 +47,7 @@ class CandidateScore(TrainingWindow):
 
     code_version = 1
     fingerprint_configs = (TrainingConfig,)
-    candidate = luigi.Parameter(description="candidate name from tripduration.candidates.CANDIDATES")
+    candidate = luigi.Parameter(description="candidate name from tripduration.training.candidates.CANDIDATES")
 
     @property
     def priority(self) -> float:  # type: ignore[override]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tripduration.threads import prepare_process
+from tripduration.runtime.threads import prepare_process
 
 prepare_process()  # before numpy/scikit-learn load: tests and their subprocesses spin only briefly in OpenMP
 

@@ -17,9 +17,9 @@ import luigi
 import pytest
 
 import pipeline  # noqa: F401 - registers every task and config class, as the command line does
-import tasks.runner
-from tasks.config_check import RULES
-from tripduration.rules import DISPATCH_REASONS, OUTCOME_REASONS, REASONS
+import tasks.ops.runner
+from tasks.ops.config_check import RULES
+from tripduration.data.rules import DISPATCH_REASONS, OUTCOME_REASONS, REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -107,7 +107,7 @@ def retcodes() -> dict[str, int]:
 
 
 def expected_exit_codes() -> set[int]:
-    return {0, 2, *retcodes().values(), tasks.runner.SCHEDULER_UNREACHABLE, tasks.runner.SCHEDULER_LOST}
+    return {0, 2, *retcodes().values(), tasks.ops.runner.SCHEDULER_UNREACHABLE, tasks.ops.runner.SCHEDULER_LOST}
 
 
 def exit_code_tables(path: Path) -> list[list[list[str]]]:
@@ -135,8 +135,8 @@ def test_the_configuration_exit_code_table_names_where_each_code_is_defined():
     for key, code in retcodes().items():
         assert named.get(f"[retcode] {key}") == code, f"[retcode] {key} = {code} is not the row of code {code}"
     for name in ("SCHEDULER_UNREACHABLE", "SCHEDULER_LOST"):
-        code = getattr(tasks.runner, name)
-        assert named.get(f"tasks/runner.py {name}") == code, f"tasks.runner.{name} = {code} is not its row"
+        code = getattr(tasks.ops.runner, name)
+        assert named.get(f"tasks/ops/runner.py {name}") == code, f"tasks.ops.runner.{name} = {code} is not its row"
 
 
 # --------------------------------------------------------------------------- (c) rejection reasons

@@ -88,7 +88,7 @@ GREEN = {
 #: columns whose null counts among kept rows are part of ``kept_stats``
 NULL_COUNTED = ("VendorID", "RatecodeID", "passenger_count", "trip_type", "payment_type", "fare_amount")
 
-# advice of the reader's messages (tripduration/schema.py); the corpus states what a user must be told
+# advice of the reader's messages (tripduration/data/schema.py); the corpus states what a user must be told
 ADVICE_UNREADABLE = "downloaded again"
 ADVICE_REDOWNLOAD = "Re-download"
 ADVICE_MISSING = "Check that this is a TLC trip-record file"

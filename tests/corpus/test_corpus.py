@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import ValidatedTrips
+from tripduration.data.rules import REASONS
+from tripduration.data.schema import CANONICAL_DTYPES
 from tripduration.errors import TripDataError
-from tripduration.rules import REASONS
-from tripduration.schema import CANONICAL_DTYPES
 
 from .make_corpus import CASE_NAMES, FILE_NAME, MANIFEST, PATH_PLACEHOLDER, kept_stats, make_corpus
 
@@ -95,7 +95,7 @@ def logged_errors(caplog: pytest.LogCaptureFixture) -> list[BaseException]:
 
 
 def files_under(root: Path) -> list[Path]:
-    """Task outputs under ``root`` (the content-hash cache, tripduration/content.py, is not an output)."""
+    """Task outputs under ``root`` (the content-hash cache, tripduration/io/content.py, is not an output)."""
     if not root.exists():
         return []
     return sorted(p for p in root.rglob("*") if p.is_file() and ".content-sha256" not in p.relative_to(root).parts)

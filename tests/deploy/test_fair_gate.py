@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
-from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.evaluation import regression_metrics
-from tripduration.features import model_table, split_xy
-from tripduration.nodes import register_with_gate, validate_trip_file
-from tripduration.registry import ModelRegistry
-from tripduration.rules import Rules
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validate_trip_file
+from tripduration.evaluation.metrics import regression_metrics
+from tripduration.registry.registration import register_with_gate
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.candidates import CANDIDATES, build_pipeline
+from tripduration.training.features import model_table, split_xy
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Export of the file registry to MLflow (``tripduration.mlflow_export``, ``pipeline.py export-mlflow``).
+"""Export of the file registry to MLflow (``tripduration.registry.mlflow_export``, ``pipeline.py export-mlflow``).
 
 A registry is built in a temporary folder from two small real models fitted on a few thousand rows of a real
 month, as in test_service.py, with the metadata a real registration writes (lineage, metrics, gate, report,
@@ -29,9 +29,9 @@ import pandas as pd
 import pytest
 from conftest import DATA, ConfigOverride, free_port
 
-from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.features import model_table, split_xy
-from tripduration.mlflow_export import (
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validate_trip_file
+from tripduration.registry.mlflow_export import (
     challenger_of,
     default_artifact_location,
     export_registry,
@@ -41,9 +41,9 @@ from tripduration.mlflow_export import (
     run_tags,
     sqlite_uri_relative_to,
 )
-from tripduration.nodes import validate_trip_file
-from tripduration.registry import ModelRegistry
-from tripduration.rules import Rules
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.candidates import CANDIDATES, build_pipeline
+from tripduration.training.features import model_table, split_xy
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

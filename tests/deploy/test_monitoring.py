@@ -9,20 +9,13 @@ import pandas as pd
 import pytest
 from conftest import DATA, ROOT
 
-from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.features import model_table, split_xy
-from tripduration.monitoring import (
-    RetrainPolicy,
-    Thresholds,
-    build_profile,
-    drift_plot_lines,
-    monitor_month,
-    psi,
-    render_monitoring_html,
-    retrain_decision,
-)
-from tripduration.nodes import validate_trip_file
-from tripduration.rules import Rules
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validate_trip_file
+from tripduration.monitoring.drift import build_profile, monitor_month, psi
+from tripduration.monitoring.policy import RetrainPolicy, Thresholds, retrain_decision
+from tripduration.monitoring.report import drift_plot_lines, render_monitoring_html
+from tripduration.training.candidates import CANDIDATES, build_pipeline
+from tripduration.training.features import model_table, split_xy
 
 THRESHOLDS = Thresholds(psi_drift=0.2, prediction_psi_drift=0.2, rmse_degraded_ratio=1.25)
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
-from tripduration.features import MODEL_INPUT_COLUMNS
-from tripduration.registry import ModelRegistry
-from tripduration.rules import OUTCOME_REASONS
+from tripduration.data.rules import OUTCOME_REASONS
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.features import MODEL_INPUT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 MARCH, APRIL = dt.date(2021, 3, 1), dt.date(2021, 4, 1)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import MonthlyRun, TrainingPipeline
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 JULY = dt.date(2021, 7, 1)

@@ -29,15 +29,15 @@ import pytest
 import uvicorn
 from conftest import DATA, ROOT, free_port
 
-import tripduration.registry as registry_module
-from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.features import model_table, split_xy
-from tripduration.nodes import validate_trip_file
-from tripduration.registry import ModelRegistry
-from tripduration.rules import Rules
+import tripduration.registry.store as registry_module
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validate_trip_file
+from tripduration.registry.store import ModelRegistry
 from tripduration.service import MAX_BODY_BYTES, parse_trips
 from tripduration.service.app import create_app
 from tripduration.service.server import ServeOptions, uvicorn_config
+from tripduration.training.candidates import CANDIDATES, build_pipeline
+from tripduration.training.features import model_table, split_xy
 
 MODEL_NAME = "green-trip-duration"
 TRAIN_ROWS = 3000

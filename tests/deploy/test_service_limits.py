@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, free_port
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 from tripduration.service.server import ServeOptions
 
 from . import test_service as service

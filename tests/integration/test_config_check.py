@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config_check import ConfigurationError, check_configuration, problems
+from tasks.ops.config_check import ConfigurationError, check_configuration, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, sample_month
 
-import tripduration.content as content
+import tripduration.io.content as content
 from tasks import TrainingPipeline, ValidatedTrips
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 MARCH = "green_tripdata_2021-03.parquet"
 

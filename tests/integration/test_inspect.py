@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from tasks import CandidateScore, ModelSelection, TrainingPipeline, ValidatedTrips
-from tasks.inspect import format_status, invalidate, job_status
-from tripduration.registry import ModelRegistry
+from tasks.ops.inspect import format_status, invalidate, job_status
+from tripduration.registry.store import ModelRegistry
 
 
 def reasons(states) -> dict[str, str]:

@@ -79,7 +79,7 @@ def record(pid: int, started: dt.datetime, command: str = "pipeline.py monthly -
 
 
 def test_the_lock_records_pid_start_host_and_command(pipeline_env):
-    from tasks.runner import work_dir_lock
+    from tasks.ops.runner import work_dir_lock
 
     with work_dir_lock() as path:
         text = path.read_text()
@@ -103,7 +103,7 @@ def test_a_live_holder_is_named_with_its_start_time(pipeline_env, tmp_path):
 
 
 def test_a_holder_running_for_hours_is_named_as_possibly_hung(pipeline_env):
-    from tasks.runner import AlreadyRunningError, work_dir_lock
+    from tasks.ops.runner import AlreadyRunningError, work_dir_lock
 
     started = dt.datetime.now().astimezone() - dt.timedelta(hours=7)
     held = hold_lock(pipeline_env.work_dir, record(os.getpid(), started))
@@ -118,7 +118,7 @@ def test_a_holder_running_for_hours_is_named_as_possibly_hung(pipeline_env):
 
 
 def test_a_stale_record_never_names_a_dead_process_as_the_holder(pipeline_env):
-    from tasks.runner import AlreadyRunningError, work_dir_lock
+    from tasks.ops.runner import AlreadyRunningError, work_dir_lock
 
     gone = dead_pid()
     # the lock is held (by this process) while the file still describes a run that has ended
@@ -134,7 +134,7 @@ def test_a_stale_record_never_names_a_dead_process_as_the_holder(pipeline_env):
 
 
 def test_a_lock_file_left_by_a_dead_run_is_no_obstacle(pipeline_env):
-    from tasks.runner import work_dir_lock
+    from tasks.ops.runner import work_dir_lock
 
     pipeline_env.work_dir.mkdir(parents=True)
     (pipeline_env.work_dir / ".pipeline.lock").write_text(record(dead_pid(), dt.datetime(2020, 1, 1)))

@@ -14,9 +14,9 @@ import time
 import luigi
 import pytest
 
-from tasks import runner
+from tasks.ops import runner
 from tasks.base import PipelineTask
-from tasks.process import scheduler_cores
+from tasks.ops.process import scheduler_cores
 
 
 class CoreProbe(PipelineTask):
@@ -70,7 +70,7 @@ def test_resources_follow_the_cores_setting(probe_config, config):
 
 def test_two_workers_run_light_tasks_side_by_side_and_the_heavy_one_alone(probe_config, monkeypatch):
     # an idle machine (forked task processes inherit the patch): this test is about the cores resource
-    monkeypatch.setattr("tripduration.threads.other_runnable", lambda: 0)
+    monkeypatch.setattr("tripduration.runtime.threads.other_runnable", lambda: 0)
     assert runner.run([Probes()], workers=2) == 0
     files = probe_config.glob("work/CoreProbe/*/probe.json")
     probes = {p["name"]: p for p in (json.loads(f.read_text()) for f in files)}
@@ -98,7 +98,7 @@ def test_offer_cores_asks_luigid_and_asks_for_nothing_it_lacks(monkeypatch, conf
 def test_on_a_busy_machine_a_task_starts_only_the_threads_free_cpus_allow(probe_config, monkeypatch):
     """One other runnable process on 2 CPUs: even the all-cores task uses one OpenMP thread (CPU contention
     then slows it in proportion instead of making its threads wait for each other at every barrier)."""
-    monkeypatch.setattr("tripduration.threads.other_runnable", lambda: 1)
+    monkeypatch.setattr("tripduration.runtime.threads.other_runnable", lambda: 1)
     assert runner.run([CoreProbe(name="busy", heavy=True)], workers=2) == 0
     (probe,) = [json.loads(f.read_text()) for f in probe_config.glob("work/CoreProbe/*/probe.json")]
     assert probe["threads"] == [1], probe

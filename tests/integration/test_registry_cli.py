@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyRegressor
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 NAME = "green-trip-duration"
 REJECTED = "RMSE 5.5000 does not beat the production model's 5.4000"

@@ -32,7 +32,7 @@ import pytest
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline, ValidatedTrips
 from tests.corpus.make_corpus import YELLOW_ORDER
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 GREEN_2022 = dt.date(2022, 3, 1)  # 2021-03-01 + 365 days
 YELLOW_2023 = dt.date(2023, 3, 1)  # 2021-03-01 + 730 days

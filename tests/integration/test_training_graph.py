@@ -22,8 +22,8 @@ from tasks import (
     TripData,
     ValidatedTrips,
 )
-from tripduration.features import LEAKY_COLUMNS, MODEL_INPUT_COLUMNS
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.features import LEAKY_COLUMNS, MODEL_INPUT_COLUMNS
 
 TRAINING_FAMILIES = {"CandidateScore", "ModelSelection", "FinalModel"}
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import tripduration.parquet
+import tripduration.io.parquet
 from tasks import TrainingPipeline, ValidatedTrips
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_disk_full_midway_fails_clearly_and_keeps_earlier_outputs(pipeline_env, 
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     config.set("validation", "max_distance_miles", "50")  # new outputs are needed: they cannot be written
-    monkeypatch.setattr(tripduration.parquet, "write_parquet", full)  # what targets.dump writes parquet with
+    monkeypatch.setattr(tripduration.io.parquet, "write_parquet", full)  # what targets.dump writes parquet with
     with caplog.at_level("ERROR", logger="luigi-interface"):
         result = run_tasks([TrainingPipeline()])
     assert not result.ok

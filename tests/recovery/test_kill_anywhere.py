@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.features import MODEL_INPUT_COLUMNS
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.features import MODEL_INPUT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = int(os.environ.get("KILL_POINTS", "3"))
@@ -81,9 +81,10 @@ def leftovers(home: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_sigkill_at_many_moments_then_rerun_gives_the_uninterrupted_result(pipeline_env, tmp_path):
-    from tripduration.months import parse_month
-    from tripduration.nodes import modelling_table, validate_trip_file
-    from tripduration.rules import Rules
+    from tripduration.data.months import parse_month
+    from tripduration.data.rules import Rules
+    from tripduration.data.validation import validate_trip_file
+    from tripduration.training.steps import modelling_table
 
     kept, _, _ = validate_trip_file(
         pipeline_env.raw_dir / "green_tripdata_2021-03.parquet", parse_month("2021-03"), Rules()

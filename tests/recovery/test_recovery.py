@@ -15,10 +15,10 @@ import pytest
 import tasks.data
 import tasks.evaluation
 import tasks.training
-import tripduration.nodes
-import tripduration.parquet
+import tripduration.io.parquet
+import tripduration.training.steps
 from tasks import TrainingPipeline, ValidatedTrips
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWNSTREAM_OF_SEARCH = {"ModelSelection", "FinalModel", "EvaluationReport", "RegisteredModel", "TrainingPipeline"}
@@ -29,14 +29,14 @@ def leftovers(env) -> list[Path]:
 
 
 def test_failed_candidate_is_the_only_training_rerun(pipeline_env, run_tasks, monkeypatch):
-    real = tripduration.nodes.score_candidate  # called by the node CandidateScore runs
+    real = tripduration.training.steps.score_candidate  # called by the node CandidateScore runs
 
     def flaky(spec, train, validation, *args):
         if spec.name == "ridge_a1":
             raise RuntimeError("simulated crash while training ridge_a1")
         return real(spec, train, validation, *args)
 
-    monkeypatch.setattr(tripduration.nodes, "score_candidate", flaky)
+    monkeypatch.setattr(tripduration.training.steps, "score_candidate", flaky)
     first = run_tasks([TrainingPipeline()])
     assert not first.ok
     assert [f for f in first.failed] == [
@@ -45,7 +45,7 @@ def test_failed_candidate_is_the_only_training_rerun(pipeline_env, run_tasks, mo
     assert not any(r.startswith(("ModelSelection", "EvaluationReport", "RegisteredModel")) for r in first.ran)
     assert leftovers(pipeline_env) == []
 
-    monkeypatch.setattr(tripduration.nodes, "score_candidate", real)
+    monkeypatch.setattr(tripduration.training.steps, "score_candidate", real)
     second = run_tasks([TrainingPipeline()])
     assert second.ok, second
     candidates = [r for r in second.ran if r.startswith("CandidateScore")]
@@ -75,7 +75,7 @@ def test_failed_evaluation_reruns_only_evaluation_and_registration(pipeline_env,
 
 
 def test_write_interrupted_midway_leaves_no_output(pipeline_env, run_tasks, monkeypatch):
-    original = tripduration.parquet.write_parquet  # what every parquet output is written with (targets.dump)
+    original = tripduration.io.parquet.write_parquet  # what every parquet output is written with (targets.dump)
 
     def half_written(frame, path, *args, **kwargs):
         with open(path, "wb") as fh:
@@ -83,14 +83,14 @@ def test_write_interrupted_midway_leaves_no_output(pipeline_env, run_tasks, monk
         raise KeyboardInterrupt("simulated kill in the middle of a write")
 
     task = ValidatedTrips(month=dt.date(2021, 1, 1))
-    monkeypatch.setattr(tripduration.parquet, "write_parquet", half_written)
+    monkeypatch.setattr(tripduration.io.parquet, "write_parquet", half_written)
     with pytest.raises(KeyboardInterrupt):
         task.run()
     assert not task.complete()
     assert not any(Path(t.path).exists() for t in task.output().values())
     assert leftovers(pipeline_env) == []
 
-    monkeypatch.setattr(tripduration.parquet, "write_parquet", original)
+    monkeypatch.setattr(tripduration.io.parquet, "write_parquet", original)
     assert run_tasks([ValidatedTrips(month=dt.date(2021, 1, 1))]).ok
 
 

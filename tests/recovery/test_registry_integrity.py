@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyRegressor
 
-import tripduration.registry as registry_module
+import tripduration.registry.store as registry_module
 from tasks import BatchPredictions, TrainingPipeline
 
 # the moto S3 server of tests/storage: the race below runs against a local folder and an S3 bucket
 from tests.storage.conftest import moto_server, s3_env  # noqa: F401
-from tripduration.features import MODEL_INPUT_COLUMNS, TARGET
-from tripduration.nodes import register_with_gate
-from tripduration.registry import ModelRegistry, RegistryError
+from tripduration.registry.registration import register_with_gate
+from tripduration.registry.store import ModelRegistry, RegistryError
+from tripduration.training.features import MODEL_INPUT_COLUMNS, TARGET
 
 
 def trips_table(n: int = 200) -> pd.DataFrame:

@@ -139,7 +139,7 @@ def test_transient_failure_is_retried_within_one_run_with_the_local_scheduler(
 
 
 def test_task_that_keeps_failing_stops_after_retry_count_and_exit_code_names_it(pipeline_env, config, tmp_path, caplog):
-    from tasks.runner import run
+    from tasks.ops.runner import run
 
     config.set("scheduler", "retry_count", "3")
     config.set("scheduler", "retry_delay", "0.2")

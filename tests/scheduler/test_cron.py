@@ -108,7 +108,7 @@ def test_backfill_runs_the_monthly_job_for_every_month_of_the_span(pipeline_env,
 def test_cron_backfill_last_n_asks_for_the_months_that_ended_before_today(pipeline_env, tmp_path):
     """The documented daily line: no `date -d` in the crontab; the months are computed by pipeline.py."""
     from pipeline import last_months
-    from tripduration.months import format_month, month_range
+    from tripduration.data.months import format_month, month_range
 
     result = cron(pipeline_env.cfg_file, tmp_path / "logs", "backfill", "--last", "2", cwd=tmp_path)
     log = next((tmp_path / "logs").glob("*.log")).read_text()

@@ -27,7 +27,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from tripduration.storage import LocalStorage, S3Storage, Storage, make_s3_client
+from tripduration.io.storage import LocalStorage, S3Storage, Storage, make_s3_client
 
 ACCESS_KEY = "storage-tests"
 SECRET_KEY = "storage-tests-secret"

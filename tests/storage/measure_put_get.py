@@ -1,4 +1,4 @@
-"""Quick measurement (not a benchmark): N small writes/reads through tripduration.storage, local disk vs the
+"""Quick measurement (not a benchmark): N small writes/reads through tripduration.io.storage, local disk vs the
 moto S3 server on 127.0.0.1, plus the luigi S3Target.exists() a complete() check costs.
 
     python -m tests.storage.measure_put_get [N]
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from tests.storage.conftest import AWS_ENV, AtomicMotoServer
-from tripduration.storage import LocalStorage, S3Storage, Storage, make_s3_client
+from tripduration.io.storage import LocalStorage, S3Storage, Storage, make_s3_client
 
 
 def timed(n: int, op: Callable[[int], object]) -> tuple[float, float]:

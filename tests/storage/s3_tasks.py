@@ -15,7 +15,7 @@ import pandas as pd
 
 from tasks.s3_targets import atomic_output_path, folder_target, target_for
 from tasks.targets import write_json
-from tripduration.parquet import write_parquet
+from tripduration.io.parquet import write_parquet
 
 FRAME = pd.DataFrame({"zone": pd.array([1, 2, 3], dtype="int32"), "minutes": [4.5, 12.0, 30.25]})
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tripduration.storage import (
+from tripduration.io.storage import (
     COMPLETE_FLAG,
     LocalStorage,
     S3Storage,

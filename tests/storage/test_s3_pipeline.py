@@ -16,7 +16,7 @@ import pytest
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline
 from tasks.targets import read_json
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 # real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from tasks.s3_targets import atomic_output_path, folder_target, read_parquet_tar
 from tasks.targets import read_json
 from tests.storage.conftest import S3Env
 from tests.storage.s3_tasks import FRAME, ThreeOutputs
-from tripduration.storage import storage_for
+from tripduration.io.storage import storage_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

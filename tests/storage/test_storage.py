@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from tests.storage.conftest import S3Env
-from tripduration.parquet import read_parquet, write_parquet
-from tripduration.storage import (
+from tripduration.io.parquet import read_parquet, write_parquet
+from tripduration.io.storage import (
     LocalStorage,
     S3Storage,
     Storage,
@@ -122,7 +122,7 @@ def test_local_write_leaves_no_file_when_interrupted(tmp_path, monkeypatch: pyte
     def crash(*_args: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr("tripduration.storage.os.replace", crash)
+    monkeypatch.setattr("tripduration.io.storage.os.replace", crash)
     with pytest.raises(OSError, match="killed"):
         store.write_bytes("m.json", b"new")
     assert store.read_bytes("m.json") == b"old"
@@ -152,7 +152,7 @@ def test_missing_bucket_error_names_url_and_fix(s3_env: S3Env) -> None:
 def test_unreachable_endpoint_error_says_what_to_check(s3_env: S3Env) -> None:
     from botocore.config import Config
 
-    from tripduration.storage import make_s3_client
+    from tripduration.io.storage import make_s3_client
 
     client = make_s3_client("http://127.0.0.1:9", config=Config(retries={"max_attempts": 1}, connect_timeout=1))
     with pytest.raises(StorageError, match="AWS_ENDPOINT_URL"):

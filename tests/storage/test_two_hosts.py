@@ -19,7 +19,7 @@ import pytest
 
 from tasks import TrainingPipeline
 from tests.conftest import ROOT, start_luigid, stop_luigid
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 pytestmark = pytest.mark.slow
 

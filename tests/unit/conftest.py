@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from threadpoolctl import threadpool_limits
 
-from tripduration.features import MODEL_INPUT_COLUMNS, TARGET
-from tripduration.schema import CANONICAL_DTYPES
+from tripduration.data.schema import CANONICAL_DTYPES
+from tripduration.training.features import MODEL_INPUT_COLUMNS, TARGET
 
 #: zones of the synthetic frame and a base distance (miles) per pickup zone
 _ZONES = np.array([7, 41, 74, 75, 82, 95, 166, 244])
@@ -80,8 +80,8 @@ def test_table(_model_tables: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame
 @pytest.fixture(scope="session")
 def fitted_candidates(_model_tables: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Any]:
     """Every candidate Pipeline fitted once on the 400 synthetic rows (do not refit or mutate them)."""
-    from tripduration.candidates import CANDIDATES, build_pipeline
-    from tripduration.features import split_xy
+    from tripduration.training.candidates import CANDIDATES, build_pipeline
+    from tripduration.training.features import split_xy
 
     X, y = split_xy(_model_tables[0])
     return {name: build_pipeline(spec).fit(X, y) for name, spec in CANDIDATES.items()}

@@ -1,4 +1,4 @@
-"""Rejection reasons as names, per row: the readable form of ``tripduration.rules.reason_codes`` for tests."""
+"""Rejection reasons as names, per row: the readable form of ``tripduration.data.rules.reason_codes`` for tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from tripduration.rules import REASONS, Rules, reason_codes
+from tripduration.data.rules import REASONS, Rules, reason_codes
 
 
 def rejection_reasons(

@@ -8,9 +8,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from tripduration.candidates import BASELINE, CANDIDATES, SEED, CandidateSpec, build_pipeline, get_candidate
-from tripduration.evaluation import regression_metrics
-from tripduration.features import split_xy
+from tripduration.evaluation.metrics import regression_metrics
+from tripduration.training.candidates import BASELINE, CANDIDATES, SEED, CandidateSpec, build_pipeline, get_candidate
+from tripduration.training.features import split_xy
 
 
 def test_candidate_registry_is_consistent():

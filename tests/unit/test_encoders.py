@@ -8,8 +8,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from tripduration.encoders import ZoneStatistics
-from tripduration.features import ENGINEERED_COLUMNS, engineer_features, split_xy
+from tripduration.training.encoders import ZoneStatistics
+from tripduration.training.features import ENGINEERED_COLUMNS, engineer_features, split_xy
 
 #: the columns the module docstring documents, in order
 DOCUMENTED = [

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.evaluation import PLOTS, feature_importance, regression_metrics, render_html, write_plots
-from tripduration.features import MODEL_INPUT_COLUMNS, split_xy
+from tripduration.evaluation.metrics import feature_importance, regression_metrics
+from tripduration.evaluation.report import PLOTS, render_html, write_plots
+from tripduration.training.features import MODEL_INPUT_COLUMNS, split_xy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

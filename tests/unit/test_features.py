@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.features import (
+from tripduration.training.features import (
     ENGINEERED_COLUMNS,
     LEAKY_COLUMNS,
     MODEL_INPUT_COLUMNS,

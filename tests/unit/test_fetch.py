@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tripduration.data.fetch import check_url, download, probe, probe_all
 from tripduration.errors import DownloadError
-from tripduration.fetch import check_url, download, probe, probe_all
 
 
 def tiny_parquet_bytes() -> bytes:

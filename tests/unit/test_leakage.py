@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.candidates import CANDIDATES, build_pipeline
-from tripduration.features import LEAKY_COLUMNS, MODEL_INPUT_COLUMNS, split_xy
-from tripduration.nodes import fit_candidate
+from tripduration.training.candidates import CANDIDATES, build_pipeline
+from tripduration.training.features import LEAKY_COLUMNS, MODEL_INPUT_COLUMNS, split_xy
+from tripduration.training.steps import fit_candidate
 
 LEAKY_EXTRAS = ("fare_amount", "tip_amount", "total_amount", "dropoff_datetime")
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tripduration.months import (
+from tripduration.data.months import (
     add_months,
     check_split,
     format_month,

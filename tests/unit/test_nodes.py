@@ -13,22 +13,16 @@ import pyarrow as pa
 import pytest
 from sklearn.dummy import DummyRegressor
 
-from tripduration.candidates import BASELINE, get_candidate
-from tripduration.evaluation import regression_metrics
-from tripduration.features import split_xy
-from tripduration.nodes import (
-    concat_tables,
-    evaluate_models,
-    fit_candidate,
-    modelling_table,
-    production_rmse_on,
-    register_with_gate,
-    score_candidate,
-    select_best,
-    validate_trip_file,
-)
-from tripduration.registry import ModelRegistry
-from tripduration.rules import Rules
+from tripduration.data.rules import Rules
+from tripduration.data.validation import validate_trip_file
+from tripduration.evaluation.metrics import regression_metrics
+from tripduration.evaluation.steps import evaluate_models
+from tripduration.registry.gate import production_rmse_on
+from tripduration.registry.registration import register_with_gate
+from tripduration.registry.store import ModelRegistry
+from tripduration.training.candidates import BASELINE, get_candidate
+from tripduration.training.features import split_xy
+from tripduration.training.steps import concat_tables, fit_candidate, modelling_table, score_candidate, select_best
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyRegressor
 
-import tripduration.registry as registry_module
+import tripduration.registry.store as registry_module
 from tripduration.errors import RegistryError
-from tripduration.registry import GateDecision, ModelRegistry, quality_gate, sha256_file, write_json_atomic
+from tripduration.registry.gate import GateDecision, quality_gate
+from tripduration.registry.store import ModelRegistry, sha256_file, write_json_atomic
 
 NAME = "green-trip-duration"
 

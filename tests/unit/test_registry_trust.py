@@ -22,11 +22,11 @@ import pytest
 from luigi.cmdline_parser import CmdlineParser
 from sklearn.dummy import DummyRegressor
 
-import tripduration.registry as registry_module
+import tripduration.registry.store as registry_module
 from tasks import BatchPredictions
 from tripduration.errors import RegistryError
-from tripduration.nodes import register_with_gate
-from tripduration.registry import ModelRegistry
+from tripduration.registry.registration import register_with_gate
+from tripduration.registry.store import ModelRegistry
 
 NAME = "green-trip-duration"
 NOT_A_VERSION = "not a registry version name"
@@ -265,7 +265,7 @@ def test_an_incomplete_version_folder_is_skipped_reported_and_kept(registry, mod
     stray = registry.versions_dir / "v0002"
     stray.mkdir()
     (stray / "model.joblib").write_bytes(b"half a registration")
-    with caplog.at_level(logging.WARNING, logger="tripduration.registry"):
+    with caplog.at_level(logging.WARNING, logger="tripduration.registry.store"):
         second = registry.register(model_file, {}, key="b")  # the old code failed reading v0002's metadata
     assert (first, second) == ("v0001", "v0003")  # numbered above the stray folder, never onto it
     assert registry.versions() == ["v0001", "v0003"]

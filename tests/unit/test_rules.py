@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.rules import (
+from tripduration.data.rules import (
     DISPATCH_REASONS,
     OUTCOME_REASONS,
     REASONS,
@@ -220,7 +220,7 @@ def test_duration_minutes_is_float_and_nan_for_missing_timestamps(make_trips):
 def test_an_unreadable_value_is_a_dispatch_or_an_outcome_rejection_by_its_column(write_parquet):
     """A garbage dropoff is invalid_dropoff_datetime, a garbage fare invalid_outcome_value (both scorable at
     dispatch); a garbage passenger count is invalid_value (a model input: not scorable)."""
-    from tripduration.nodes import validate_trip_file
+    from tripduration.data.validation import validate_trip_file
 
     base = {
         "lpep_pickup_datetime": ["2021-01-05T10:00:00"] * 4,

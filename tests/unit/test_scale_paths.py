@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripduration.candidates import CANDIDATES, fit_cost, get_candidate
-from tripduration.features import MODEL_INPUT_COLUMNS, split_xy
-from tripduration.nodes import BATCH_INPUT_COLUMNS, batch_predictions, reference_profile
-from tripduration.parquet import read_parquet, write_parquet
-from tripduration.rules import REASONS, Rules, reason_codes, split_trips
+from tripduration.data.rules import REASONS, Rules, reason_codes, split_trips
+from tripduration.io.parquet import read_parquet, write_parquet
+from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, batch_predictions
+from tripduration.registry.registration import reference_profile
+from tripduration.training.candidates import CANDIDATES, fit_cost, get_candidate
+from tripduration.training.features import MODEL_INPUT_COLUMNS, split_xy
 
 from .reasons import rejection_reasons
 
@@ -119,7 +120,7 @@ def test_fit_cost_orders_the_slowest_candidates_first():
 
 
 def test_training_sample_is_seeded_and_bounded(train_table):
-    from tripduration.nodes import fit_candidate, training_sample
+    from tripduration.training.steps import fit_candidate, training_sample
 
     assert training_sample(train_table, None) is train_table and training_sample(train_table, 0) is train_table
     a, b = training_sample(train_table, 50), training_sample(train_table, 50)

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tripduration.data.schema import CANONICAL_DTYPES, REQUIRED_COLUMNS, read_trips
 from tripduration.errors import TripDataError
-from tripduration.schema import CANONICAL_DTYPES, REQUIRED_COLUMNS, read_trips
 
 PICKUPS = [dt.datetime(2021, 1, 1, 10, 0), dt.datetime(2021, 1, 2, 23, 59, 30), dt.datetime(2021, 1, 31, 8, 15)]
 DROPOFFS = [dt.datetime(2021, 1, 1, 10, 20), dt.datetime(2021, 1, 3, 0, 10), dt.datetime(2021, 1, 31, 8, 45)]
@@ -439,7 +439,7 @@ def test_numeric_timestamps_are_refused_naming_the_column(write_parquet):
 
 # ----------------------------------------------------------------------------------------- type contract
 def test_the_type_contract_is_one_table_covering_every_canonical_column():
-    from tripduration import schema
+    from tripduration.data import schema
 
     assert set(schema.COLUMN_TYPES) == set(CANONICAL_DTYPES)
     assert "COLUMN_TYPES" in (schema.__doc__ or "")
@@ -488,7 +488,7 @@ def test_arrow_types_that_cannot_mean_the_column_are_refused_naming_file_column_
 
 def test_a_refused_type_fails_before_any_column_is_read(write_parquet, monkeypatch):
     """The contract is checked on the Arrow schema first: no column is decoded (nor converted) for nothing."""
-    from tripduration import schema
+    from tripduration.data import schema
 
     read: list[str] = []
     original = schema._ParquetColumns.column
@@ -608,8 +608,8 @@ def test_timestamp_strings_out_of_range_are_rejected_rows(write_parquet):
 
 
 def test_out_of_range_rows_are_rejected_by_the_rules_with_the_count_in_the_summary(write_parquet):
-    from tripduration.nodes import validate_trip_file
-    from tripduration.rules import Rules
+    from tripduration.data.rules import Rules
+    from tripduration.data.validation import validate_trip_file
 
     pickup = pa.array([_epoch("ms", 2021) + 36000_000, _epoch("ms", 1), 2**62], pa.int64()).cast(pa.timestamp("ms"))
     path = write_parquet(minimal_table(lpep_pickup_datetime=pickup))
@@ -623,7 +623,7 @@ def test_out_of_range_rows_are_rejected_by_the_rules_with_the_count_in_the_summa
 def test_an_exception_escaping_a_conversion_becomes_a_trip_data_error_naming_file_and_column(
     write_parquet, monkeypatch
 ):
-    from tripduration import schema
+    from tripduration.data import schema
 
     def explode(*_args: object, **_kwargs: object) -> None:
         raise OverflowError("Python int too large to convert to C long")
@@ -752,7 +752,7 @@ def test_non_regular_files_fail_at_once_naming_the_path(kind, words):
 
 
 def test_check_regular_file_accepts_files_and_symlinks_to_them_and_names_missing_ones(tmp_path, write_parquet):
-    from tripduration.schema import check_regular_file
+    from tripduration.data.schema import check_regular_file
 
     real = write_parquet(green_2021_table())
     link = tmp_path / "link.parquet"

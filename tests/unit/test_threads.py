@@ -1,4 +1,4 @@
-"""tripduration.threads: CPU quota, usable CPUs, and the passive OpenMP wait set before scikit-learn loads."""
+"""tripduration.runtime.threads: CPU quota, usable CPUs, and the passive OpenMP wait set before scikit-learn loads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tripduration import threads
+from tripduration.runtime import threads
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the variables under test are removed from the subprocesses' environment (pytest's own process has them)
@@ -94,19 +94,23 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_called_before_sklearn_the_openmp_runtime_spins_briefly() -> None:
-    proc = _python("from tripduration.threads import prepare_process; prepare_process(); import sklearn.ensemble")
+    proc = _python(
+        "from tripduration.runtime.threads import prepare_process; prepare_process(); import sklearn.ensemble"
+    )
     assert "GOMP_SPINCOUNT = '3000'" in proc.stderr, proc.stderr
     assert "could not apply" not in proc.stderr
 
 
 def test_called_after_sklearn_it_warns_that_the_runtime_spins_long() -> None:
-    proc = _python("import sklearn.ensemble; from tripduration.threads import prepare_process; prepare_process()")
+    proc = _python(
+        "import sklearn.ensemble; from tripduration.runtime.threads import prepare_process; prepare_process()"
+    )
     assert "GOMP_SPINCOUNT = '300000'" in proc.stderr, proc.stderr  # libgomp's own default
     assert "could not apply GOMP_SPINCOUNT=3000 to this process" in proc.stderr
 
 
 def test_other_runnable_reads_the_instant_count_of_runnable_tasks(tmp_path):
-    from tripduration.threads import other_runnable
+    from tripduration.runtime.threads import other_runnable
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text("0.50 0.40 0.30 3/120 4242\n")  # 3 runnable, one of them the reader
@@ -121,7 +125,7 @@ def test_other_runnable_reads_the_instant_count_of_runnable_tasks(tmp_path):
 
 
 def test_own_runnable_threads_counts_threads_in_state_r(tmp_path):
-    from tripduration.threads import own_runnable_threads
+    from tripduration.runtime.threads import own_runnable_threads
 
     states = {"1": "R", "2": "S", "3": "R", "4": "D"}
     for tid, state in states.items():

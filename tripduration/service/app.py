@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 from tripduration.service.guards import RequestGuard, json_bytes
 from tripduration.service.holder import Loaded, ModelHolder, model_info
 from tripduration.service.metrics import Metrics

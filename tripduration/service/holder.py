@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 log = logging.getLogger("tripduration.service")
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from tripduration.features import MODEL_INPUT_COLUMNS
+from tripduration.training.features import MODEL_INPUT_COLUMNS
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 MAX_BODY_BYTES = 1_000_000

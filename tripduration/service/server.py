@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 from tripduration.service.guards import JSONErrorH11Protocol
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

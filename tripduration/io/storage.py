@@ -419,11 +419,11 @@ def read_parquet_columns(
 ) -> pd.DataFrame:
     """Read ``columns`` (default: all) of a parquet file, local or ``s3://``, one column at a time.
 
-    Local paths go to :func:`tripduration.parquet.read_parquet`. For S3 the same frame comes back (pandas
+    Local paths go to :func:`tripduration.io.parquet.read_parquet`. For S3 the same frame comes back (pandas
     metadata restores the dtypes), read with ranged GETs of only the requested column chunks.
     """
     if not is_s3_url(url):
-        from tripduration.parquet import read_parquet
+        from tripduration.io.parquet import read_parquet
 
         return read_parquet(url, columns)
     import pandas as pd

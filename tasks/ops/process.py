@@ -2,7 +2,7 @@
 
 :func:`prepare_task_process` runs at the start of every task (``tasks.base`` registers it as luigi's START
 handler of :class:`~tasks.base.PipelineTask`), in the process that runs the task. The rest serves
-``tasks.runner``: the scheduler's ``cores`` resource, a clear message for a full disk, the sweep of
+``tasks.ops.runner``: the scheduler's ``cores`` resource, a clear message for a full disk, the sweep of
 temporary files a killed run left.
 """
 
@@ -19,7 +19,7 @@ import luigi.rpc
 
 from tasks.settings import ParallelismConfig, PathsConfig
 from tasks.targets import project_path
-from tripduration import threads as native_threads
+from tripduration.runtime import threads as native_threads
 
 if TYPE_CHECKING:
     from tasks.base import PipelineTask
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def scheduler_cores() -> int:
     """Total of the scheduler's ``cores`` resource for this run, 0 if it has none.
 
-    ``tasks.runner.run`` sets ``[resources] cores`` before building: for the local scheduler the CPUs this
+    ``tasks.ops.runner.run`` sets ``[resources] cores`` before building: for the local scheduler the CPUs this
     process may use (unless luigi.cfg sets it), for luigid the total luigid reports (``bin/scheduler``
     gives it one). Tasks then ask for cores (:attr:`PipelineTask.all_cores`), so the scheduler never runs
     more threads than cores. Without the resource (the bare ``luigi`` command, a luigid without it) tasks
@@ -40,7 +40,7 @@ def scheduler_cores() -> int:
 def usable_cpus() -> int:
     """CPUs this process can really get: the affinity mask, capped by the cgroup CPU quota if there is one.
 
-    ``pipeline.py`` offers this many ``cores`` to the local scheduler; see ``tripduration/threads.py``.
+    ``pipeline.py`` offers this many ``cores`` to the local scheduler; see ``tripduration/runtime/threads.py``.
     """
     return native_threads.usable_cpus()
 
@@ -63,7 +63,7 @@ def limit_native_threads(task: PipelineTask, forked: bool) -> None:
     """OpenMP threads: the cores the task holds, never more than the CPUs free right now; BLAS: one.
 
     A process that runs tasks itself (one worker) may use every usable CPU. Either way a task on a shared,
-    busy machine starts fewer threads (:func:`tripduration.threads.free_cpus`): CPU contention then slows it
+    busy machine starts fewer threads (:func:`tripduration.runtime.threads.free_cpus`): CPU contention then slows it
     in proportion, instead of making its threads wait for each other at every barrier. An operator's
     ``OMP_NUM_THREADS`` is respected as an upper bound.
     """

@@ -36,12 +36,12 @@ from luigi.task import flatten
 from luigi.task_register import Register
 
 from tasks.data import TripData
-from tasks.process import explain_write_error, sweep_orphans, usable_cpus
+from tasks.ops.process import explain_write_error, sweep_orphans, usable_cpus
 from tasks.settings import DownloadConfig, PathsConfig
 from tasks.targets import is_s3_url, project_path
-from tripduration.fetch import probe_all
-from tripduration.months import format_month
-from tripduration.registry import ModelRegistry
+from tripduration.data.fetch import probe_all
+from tripduration.data.months import format_month
+from tripduration.registry.store import ModelRegistry
 
 log = logging.getLogger("luigi-interface")
 
@@ -255,7 +255,7 @@ def exit_code(result: luigi.execution_summary.LuigiRunResult, roots: Sequence[lu
 
 
 def offer_cores(scheduler_url: str | None) -> int:
-    """Set ``[resources] cores`` for this run (see ``tasks.process.scheduler_cores``) and return it.
+    """Set ``[resources] cores`` for this run (see ``tasks.ops.process.scheduler_cores``) and return it.
 
     Local scheduler: luigi.cfg's value if it has one, else the CPUs this process may use. luigid: the total
     it reports for ``cores`` (its own luigi.cfg; ``bin/scheduler`` writes one); if it has none, the option
@@ -368,7 +368,7 @@ def _preflight_and_build(
 
 @dataclass
 class JobOutcome:
-    """What a run leaves for the result block (``tasks.result``): the tasks built and luigi's run result."""
+    """What a run leaves for the result block (``tasks.ops.result``): the tasks built and luigi's run result."""
 
     tasks: list[luigi.Task] = field(default_factory=list)
     result: LuigiRunResult | None = None

@@ -30,8 +30,8 @@ from tasks.settings import (
     TrainingConfig,
     ValidationConfig,
 )
-from tripduration.candidates import CANDIDATES
-from tripduration.fetch import ALLOWED_SCHEMES
+from tripduration.data.fetch import ALLOWED_SCHEMES
+from tripduration.training.candidates import CANDIDATES
 
 Check = Callable[[Any], str | None]
 

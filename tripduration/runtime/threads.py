@@ -234,7 +234,7 @@ def prepare_process(environ: MutableMapping[str, str] | None = None) -> dict[str
         log.warning(
             "could not apply %s to this process: an OpenMP runtime (libgomp, loaded by scikit-learn) was "
             "already loaded and read its environment, so its threads spin long while waiting (up to a 50x "
-            "slowdown when other jobs share the CPUs). Call tripduration.threads.prepare_process() before "
+            "slowdown when other jobs share the CPUs). Call tripduration.runtime.threads.prepare_process() before "
             "anything imports numpy/scikit-learn, or set GOMP_SPINCOUNT=3000 in the environment that starts Python. "
             "Child processes started from here do get it.",
             " ".join(f"{k}={v}" for k, v in changed.items()),

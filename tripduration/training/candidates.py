@@ -15,8 +15,8 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from tripduration.encoders import ZoneStatistics
-from tripduration.features import engineer_features, engineered_feature_names
+from tripduration.training.encoders import ZoneStatistics
+from tripduration.training.features import engineer_features, engineered_feature_names
 
 SEED = 42
 BASELINE = "baseline_linreg"

@@ -1,7 +1,7 @@
 """Export of the file-based model registry to MLflow (tracking runs, Model Registry versions, aliases).
 
 The MLOps course's users look for models in MLflow; our source of truth stays the file registry
-(:mod:`tripduration.registry`). This module mirrors it, one way, and is safe to run again at any time:
+(:mod:`tripduration.registry.store`). This module mirrors it, one way, and is safe to run again at any time:
 
 - each registry version becomes one MLflow run (experiment = the model's name) holding its params, metrics,
   data lineage as tags, the report and metadata as artifacts, and the model logged with
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tripduration.registry import ModelRegistry
+from tripduration.registry.store import ModelRegistry
 
 ALIASES = ("production", "challenger")
 MODEL_ARTIFACT = "model"

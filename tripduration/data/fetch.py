@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tripduration.data.schema import open_parquet
 from tripduration.errors import DownloadError, TripDataError
-from tripduration.schema import open_parquet
 
 ALLOWED_SCHEMES = ("http", "https", "file")
 CHUNK = 1 << 20

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tripduration.rules import duration_minutes
+from tripduration.data.rules import duration_minutes
 
 TARGET = "duration_min"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tripduration.months import add_months, format_month
+from tripduration.data.months import add_months, format_month
 
 #: rules on what is known when a trip is dispatched (pickup time and place, destination, distance): a row
 #: that breaks one cannot be scored by a batch job either. ``invalid_value``: a value of a dispatch-time

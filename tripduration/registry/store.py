@@ -43,7 +43,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,33 @@ from tripduration.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
+
 # ASCII digits only (``\d`` would accept other scripts' digits) and one spelling per number: four digits,
 # or more without a leading zero once v9999 is passed, so names sort and compare by number.
 _VERSION_RE = re.compile(r"v(?:[0-9]{4}|[1-9][0-9]{4,})")
+
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
 VERSION_FORM = "'v' and four digits, e.g. v0001 (v10000 and up after v9999)"
+
+
 MODEL_FILE = "model.joblib"
+
+
 METADATA_FILE = "metadata.json"
+
+
 POINTER_FILE = "production.json"
+
+
 HISTORY_FILE = "history.jsonl"
+
+
 DECISIONS_FILE = "decisions.jsonl"
 
 
@@ -165,27 +181,6 @@ class _ModelBytes(io.BytesIO):
         self.name = name
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    promote: bool
-    reason: str
-
-
-def quality_gate(candidate_rmse: float, baseline_rmse: float, production_rmse: float | None) -> GateDecision:
-    """Promote only a model that beats the course baseline and the current production model.
-
-    All three RMSEs must be measured on the same test month.
-    """
-    if not candidate_rmse < baseline_rmse:
-        return GateDecision(False, f"RMSE {candidate_rmse:.4f} does not beat the baseline's {baseline_rmse:.4f}")
-    if production_rmse is not None and not candidate_rmse < production_rmse:
-        return GateDecision(
-            False, f"RMSE {candidate_rmse:.4f} does not beat the production model's {production_rmse:.4f}"
-        )
-    against = "no production model yet" if production_rmse is None else f"production {production_rmse:.4f}"
-    return GateDecision(True, f"RMSE {candidate_rmse:.4f} beats baseline {baseline_rmse:.4f} and {against}")
-
-
 class _Url(str):
     """An ``s3://`` location with ``/`` (``Path`` would collapse the ``//``), for messages and listings."""
 
@@ -204,7 +199,7 @@ LOG_SUFFIX = ".d"
 class ModelRegistry:
     """Versions of one model name under ``root`` (a folder, or ``s3://bucket/prefix``).
 
-    On S3 (``storage``: a ``tripduration.storage.S3Storage`` for ``<root>/<name>``, built from the AWS
+    On S3 (``storage``: a ``tripduration.io.storage.S3Storage`` for ``<root>/<name>``, built from the AWS
     environment when not given) there is no lock: a version number is claimed by a create-only write of
     ``versions/vNNNN/.claim`` (If-None-Match), ``metadata.json`` is written last as on disk (a version is
     complete when it exists), the production pointer is replaced only by compare-and-swap (If-Match on its
@@ -217,7 +212,7 @@ class ModelRegistry:
             raise ValueError(f"model name {name!r} may only hold letters, digits, '.', '_' and '-'")
         self.store: Any = None
         if str(root).startswith("s3://"):
-            from tripduration.storage import S3Storage
+            from tripduration.io.storage import S3Storage
 
             url = f"{str(root).rstrip('/')}/{name}"
             self.store = storage if storage is not None else S3Storage(url)
@@ -613,7 +608,7 @@ class ModelRegistry:
         extra: dict[str, Any] | None,
         recheck: Callable[[dict[str, Any] | None], tuple[bool, str]] | None,
     ) -> dict[str, Any] | None:
-        from tripduration.storage import update_pointer
+        from tripduration.io.storage import update_pointer
 
         meta = self.metadata(check_version(version))
 
