@@ -75,7 +75,8 @@ from tasks.ops.inspect import format_status, invalidate, job_status  # noqa: E40
 from tasks.ops.result import result_block  # noqa: E402
 from tasks.ops.runner import JobOutcome, run  # noqa: E402
 from tripduration.data.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
-from tripduration.registry.store import GateRejectedError, ModelRegistry, check_version  # noqa: E402
+from tripduration.registry.names import GateRejectedError, check_version  # noqa: E402
+from tripduration.registry.store import ModelRegistry  # noqa: E402
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
 JOB_COMMANDS = ("train", "monthly", "backfill", "monthly-run")

@@ -138,7 +138,7 @@ def build_registry(workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
         trip.update({k: int(row[k]) for k in ("VendorID", "RatecodeID", "trip_type", "passenger_count")
                      if not pd.isna(row[k])})  # fmt: skip
         trips.append(trip)
-    return registry.root, trips
+    return Path(str(registry.root)), trips
 
 
 # --------------------------------------------------------------------------- load

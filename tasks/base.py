@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,18 +25,7 @@ from luigi.task import flatten
 from tasks.ops import process
 from tasks.ops.process import explain_write_error, scheduler_cores
 from tasks.settings import ParallelismConfig
-from tasks.targets import (
-    S3Url,
-    content_cache_dir,
-    file_target,
-    folder_output,
-    is_remote,
-    local_copy,
-    read_bytes,
-    s3_identity,
-    work_root,
-)
-from tripduration.io.content import content_sha256
+from tasks.targets import Output, work_storage
 
 # --------------------------------------------------------------------------- base task
 _SAFE = re.compile(r"[^A-Za-z0-9.=_,-]+")
@@ -99,16 +87,17 @@ class PipelineTask(luigi.Task):
         text = "_".join(f"{v}" for _, v in sorted(params.items())) or "default"
         return _SAFE.sub("-", text)[:80]
 
-    def output_dir(self) -> Path | S3Url:
-        return work_root() / self.task_family / f"{self.readable_name()}-{self.fingerprint()}"
+    def output_dir(self) -> str:
+        """The key of this task's output folder in the work storage: ``<TaskFamily>/<params>-<fingerprint>``."""
+        return f"{self.task_family}/{self.readable_name()}-{self.fingerprint()}"
 
-    def target(self, name: str) -> luigi.target.FileSystemTarget:
-        """An output file of this task (local or S3, following ``[paths] work_dir``)."""
-        return file_target(self.output_dir() / name)
+    def target(self, name: str) -> Output:
+        """An output file of this task, in ``[paths] work_dir`` (a local folder or an object-storage prefix)."""
+        return Output(work_storage(), f"{self.output_dir()}/{name}")
 
-    def folder(self, name: str) -> luigi.target.FileSystemTarget:
-        """An output folder of this task (a report): on S3 it exists once its ``_SUCCESS`` flag does."""
-        return folder_output(self.output_dir() / name)
+    def folder(self, name: str) -> Output:
+        """An output folder of this task (a report): it exists once it is complete."""
+        return Output(work_storage(), f"{self.output_dir()}/{name}", folder=True)
 
     def on_failure(self, exception: BaseException) -> str:
         """The explanation luigi sends to the scheduler (web view, failure mails); write errors are also logged."""
@@ -137,49 +126,35 @@ class PipelineTask(luigi.Task):
             logging.getLogger("luigi-interface").debug("progress not reported: %s", exc)
 
 
-def invalidations_file() -> Path | S3Url:
-    return work_root() / ".invalidated.json"
+#: the invalidation marks of ``pipeline.py invalidate``, in the work storage
+INVALIDATIONS = ".invalidated.json"
+_INVALIDATIONS: dict[str, tuple[str | None, dict[str, Any]]] = {}
 
 
-_INVALIDATIONS: dict[str, Any] = {"stamp": None, "salts": {}}
-_REMOTE_INVALIDATIONS: dict[str, dict[str, Any]] = {}
-
-
-def _remote_invalidations(url: str) -> dict[str, Any]:
-    """The invalidation marks of an ``s3://`` work directory, read once per process (one GET, not one per
-    task): a run sees the marks that existed when it started, as a local run sees the file's content."""
-    if url not in _REMOTE_INVALIDATIONS:
-        try:
-            salts = json.loads(read_bytes(file_target(url)))
-        except FileNotFoundError:
-            salts = {}
-        except ValueError as exc:
-            raise RuntimeError(f"{url}: unreadable ({exc}); delete it to forget past invalidations") from exc
-        _REMOTE_INVALIDATIONS[url] = salts if isinstance(salts, dict) else {}
-    return _REMOTE_INVALIDATIONS[url]
+def invalidation_marks() -> dict[str, Any]:
+    """The marks ``pipeline.py invalidate`` left (task id -> mark), read again only when the file changed
+    (one stat or HEAD per task of a graph, not one read)."""
+    storage = work_storage()
+    token = storage.change_token(INVALIDATIONS)
+    cached = _INVALIDATIONS.get(storage.url)
+    if cached is None or cached[0] != token:
+        marks: Any = {}
+        if token is not None:
+            try:
+                marks = json.loads(storage.read_bytes(INVALIDATIONS))
+            except FileNotFoundError:
+                marks = {}
+            except ValueError as exc:
+                raise RuntimeError(
+                    f"{storage.url_for(INVALIDATIONS)}: unreadable ({exc}); delete it to forget past invalidations"
+                ) from exc
+        cached = _INVALIDATIONS[storage.url] = (token, marks if isinstance(marks, dict) else {})
+    return cached[1]
 
 
 def invalidation_salt(task_id: str) -> str | None:
-    """The mark ``pipeline.py invalidate`` left for ``task_id`` (None for almost every task).
-
-    The file is read again only when its stat changes, so a graph of hundreds of tasks costs one ``stat`` each.
-    """
-    path = invalidations_file()
-    if isinstance(path, S3Url):
-        salt = _remote_invalidations(str(path)).get(task_id)
-        return str(salt) if salt else None
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    stamp_now = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
-    if _INVALIDATIONS["stamp"] != stamp_now:
-        try:
-            salts = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"{path}: unreadable ({exc}); delete it to forget past invalidations") from exc
-        _INVALIDATIONS.update(stamp=stamp_now, salts=salts if isinstance(salts, dict) else {})
-    salt = _INVALIDATIONS["salts"].get(task_id)
+    """The mark ``pipeline.py invalidate`` left for ``task_id`` (None for almost every task)."""
+    salt = invalidation_marks().get(task_id)
     return str(salt) if salt else None
 
 
@@ -200,33 +175,23 @@ class SourceFile:
     then record the digest of what they actually read, and the next run keys them by content.
     """
 
-    def content_sha256(self) -> str | None:
-        """sha256 of the file when the graph was built (None if it did not exist then)."""
-        if "_content_sha256" not in self.__dict__:
-            target = self.output()  # type: ignore[attr-defined]
-            if is_remote(target):  # an S3 object: its ETag and size stand for its content (s3_identity)
-                self.__dict__["_content_sha256"] = s3_identity(target)
-                return self.__dict__["_content_sha256"]
-            path = target.path
-            self.__dict__["_content_sha256"] = (
-                content_sha256(path, content_cache_dir()) if os.path.isfile(path) else None
-            )
-        return self.__dict__["_content_sha256"]
+    def content_identity(self) -> str | None:
+        """What stands for the file's content when the graph was built (None if it did not exist then): its
+        sha256 on local disk (cached by stat key), its ETag and size in object storage (one HEAD)."""
+        if "_content_identity" not in self.__dict__:
+            self.__dict__["_content_identity"] = self.output().identity()  # type: ignore[attr-defined]
+        return self.__dict__["_content_identity"]
 
-    def pinned_copy(self) -> contextlib.AbstractContextManager[str]:
-        """A local path with the file's content; on S3 only the bytes the graph was built on (If-Match on
-        the ETag), downloaded once to local scratch, so they are hashed and read from the same copy."""
-        target = self.output()  # type: ignore[attr-defined]
-        return local_copy(target, self.content_sha256() if is_remote(target) else None)
+    def pinned_copy(self) -> contextlib.AbstractContextManager[Path]:
+        """A local path with the file's content: the bytes the graph was built on (object storage downloads
+        exactly those, If-Match on the ETag), so they are hashed and read from the same copy."""
+        return self.output().local_copy(self.content_identity())  # type: ignore[attr-defined]
 
     def check_read(self, actual_sha256: str) -> None:
-        """Refuse to record results of a file that changed after the graph was built (its digest is in the
+        """Refuse to record results of a file that changed after the graph was built (its identity is in the
         fingerprint of the consumer's output path): the outputs would describe other bytes than their path says."""
-        target = self.output()  # type: ignore[attr-defined]
-        expected = self.content_sha256()
-        if is_remote(target):  # identity is the ETag, checked by the download itself (If-Match)
-            return
-        if expected is not None and expected != actual_sha256:
+        target, expected = self.output(), self.content_identity()  # type: ignore[attr-defined]
+        if expected is not None and not target.storage.confirms(expected, actual_sha256):
             raise RuntimeError(
                 f"{target.path} changed while the pipeline was running (sha256 {expected[:12]}... when the "
                 f"run started, {actual_sha256[:12]}... when read); nothing was written. Run the same command "
@@ -235,7 +200,7 @@ class SourceFile:
 
     def dependency_key(self) -> str:
         own = self.fingerprint() if isinstance(self, PipelineTask) else self.task_id  # type: ignore[attr-defined]
-        return f"{own}:sha256={self.content_sha256() or 'absent'}"
+        return f"{own}:sha256={self.content_identity() or 'absent'}"
 
 
 # every task, in the process that runs it: thread limits for the cores it holds, death with its worker

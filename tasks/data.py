@@ -11,7 +11,7 @@ from luigi.util import inherits, requires
 from tasks.base import PipelineTask, SourceFile
 from tasks.params import ColorParameter, MonthParameter
 from tasks.settings import DownloadConfig, PathsConfig, ValidationConfig
-from tasks.targets import atomic_path, dump, file_target, load, location
+from tasks.targets import Output, dump, load, raw_storage, zone_lookup_file
 from tripduration.data.fetch import download as fetch_url
 from tripduration.data.fetch import download_progress
 from tripduration.data.months import format_month
@@ -40,8 +40,8 @@ class TripData(SourceFile, PipelineTask):
     def file_name(self) -> str:
         return f"{self.color}_tripdata_{format_month(self.month)}.parquet"
 
-    def output(self) -> luigi.target.FileSystemTarget:
-        embedded = file_target(location(PathsConfig().raw_dir) / self.file_name())
+    def output(self) -> Output:
+        embedded = Output(raw_storage(), self.file_name())
         if embedded.exists():
             return embedded
         return self.target(self.file_name())
@@ -54,7 +54,7 @@ class TripData(SourceFile, PipelineTask):
                 f"not fetching {url}",
                 transient=False,
             )
-        with atomic_path(self.output()) as tmp:
+        with self.output().writing() as tmp:
             fetch_url(
                 url,
                 tmp,
@@ -71,8 +71,8 @@ class TripData(SourceFile, PipelineTask):
 class ZoneLookup(SourceFile, luigi.ExternalTask):
     """The TLC taxi zone lookup CSV (tracked in ``data/``); its content is part of its consumers' fingerprints."""
 
-    def output(self) -> luigi.target.FileSystemTarget:
-        return file_target(location(PathsConfig().zone_lookup))
+    def output(self) -> Output:
+        return Output(*zone_lookup_file())
 
 
 @inherits(TripData)
@@ -94,7 +94,7 @@ class ValidatedTrips(PipelineTask):
     def sources(self) -> tuple[TripData, ZoneLookup]:
         return self.clone(TripData), ZoneLookup()
 
-    def output(self) -> dict[str, luigi.target.FileSystemTarget]:
+    def output(self) -> dict[str, Output]:
         return {name: self.target(name) for name in ("kept.parquet", "rejected.parquet", "summary.json")}
 
     def run(self) -> None:
@@ -123,7 +123,7 @@ class ModelInputTable(PipelineTask):
 
     code_version = 1
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("table.parquet")
 
     def run(self) -> None:

@@ -10,7 +10,7 @@ import luigi
 from tasks.data import ModelInputTable
 from tasks.params import MonthParameter
 from tasks.settings import EvaluationConfig
-from tasks.targets import dump_folder, load
+from tasks.targets import Output, load
 from tasks.training import FinalModel, ModelSelection, TrainingWindow
 from tripduration.data.months import format_month
 from tripduration.evaluation.steps import evaluate_models
@@ -36,15 +36,14 @@ class EvaluationReport(TrainingWindow):
             "test": ModelInputTable(color=self.color, month=self.test_month),
         }
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.folder("report")
 
     def run(self) -> None:
         data, cfg = load(self.input()), EvaluationConfig()
         models = (data["model"]["model"], data["baseline"]["model"])
         options = {"importance_rows": cfg.importance_rows, "importance_repeats": cfg.importance_repeats}
-        dump_folder(
-            self.output(),
+        self.output().dump_folder(
             lambda folder: evaluate_models(*models, data["test"], folder, self.context(data), self.progress, **options),
         )
 

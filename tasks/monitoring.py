@@ -10,10 +10,7 @@ import luigi
 from tasks.data import ModelInputTable, ValidatedTrips
 from tasks.predictions import ModelVersionTask, model_registry
 from tasks.settings import MonitoringConfig
-from tasks.targets import (
-    dump_folder,
-    load,
-)
+from tasks.targets import Output, load
 from tripduration.data.months import format_month
 from tripduration.monitoring.report import write_monitoring_report
 from tripduration.monitoring.steps import monitoring_report
@@ -34,7 +31,7 @@ class MonitoringReport(ModelVersionTask):
             "validated": ValidatedTrips(color=self.color, month=self.month),
         }
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.folder("report")
 
     def run(self) -> None:
@@ -42,7 +39,7 @@ class MonitoringReport(ModelVersionTask):
         data = load(self.input()["table"]), load(self.input()["validated"]["summary.json"])
         thresholds, month = MonitoringConfig().thresholds(), format_month(self.month)
         report = monitoring_report(model, meta, self.reference_profile(meta), *data, month, thresholds, self.progress)
-        dump_folder(self.output(), lambda folder: write_monitoring_report(report, folder))
+        self.output().dump_folder(lambda folder: write_monitoring_report(report, folder))
 
     def reference_profile(self, meta: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import luigi
@@ -15,14 +14,7 @@ from tasks.params import ColorParameter, MonthParameter
 from tasks.pipelines import MonthlyTraining
 from tasks.predictions import BatchPredictions
 from tasks.settings import MonitoringConfig
-from tasks.targets import (
-    S3Url,
-    file_target,
-    location,
-    read_json,
-    work_root,
-    write_json,
-)
+from tasks.targets import Output
 from tripduration.data.months import format_month
 from tripduration.monitoring.policy import retrain_decision
 from tripduration.registry.metadata import lineage_months
@@ -72,11 +64,10 @@ class MonthlyRun(PipelineTask):
         named["model_version"] = predictions.production_version(named["color"])
         return [(name, named[name]) for name, _ in values]
 
-    def output_dir(self) -> Path | S3Url:
-        """``<work_dir>/MonthlyRun/<color>_<YYYY-MM>-c<code_version>``: one record per month, whatever the
-        version it pinned (recorded inside) and whatever changed upstream since (the month's run happened)."""
-        name = f"{self.color}_{format_month(self.month)}-c{self.code_version}"
-        return work_root() / self.task_family / name
+    def output_dir(self) -> str:
+        """``MonthlyRun/<color>_<YYYY-MM>-c<code_version>``: one record per month, whatever the version it
+        pinned (recorded inside) and whatever changed upstream since (the month's run happened)."""
+        return f"{self.task_family}/{self.color}_{format_month(self.month)}-c{self.code_version}"
 
     def decision_key(self) -> str:
         return f"MonthlyRun-{self.color}-{format_month(self.month)}"
@@ -101,13 +92,13 @@ class MonthlyRun(PipelineTask):
             deps["monitoring"] = MonitoringReport(color=self.color, month=self.month, model_version=self.model_version)
         return deps
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("run.json")
 
     def _base_record(self) -> dict[str, Any]:
         predictions = self.input()["predictions"]
-        scoring_file = file_target(location(predictions.path).with_name("scoring.json"))
-        scoring = read_json(scoring_file) if scoring_file.exists() else {}
+        scoring_file = predictions.sibling("scoring.json")
+        scoring = scoring_file.load() if scoring_file.exists() else {}
         return {
             "month": format_month(self.month),
             "color": self.color,
@@ -119,15 +110,15 @@ class MonthlyRun(PipelineTask):
         }
 
     def _monitored_record(self) -> dict[str, Any]:
-        monitoring_dir = location(self.input()["monitoring"].path)
-        report = read_json(file_target(monitoring_dir / "monitoring.json"))
+        monitoring_dir = self.input()["monitoring"]
+        report = monitoring_dir.child("monitoring.json").load()
         policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), MonitoringConfig().policy())
         return {
             "verdict": report["verdict"],
             "reasons": report["reasons"],
             "missingness": report["missingness"]["notes"],
             "rmse_ratio_to_test": report["accuracy"]["rmse_ratio_to_test"],
-            "monitoring_report": str(monitoring_dir / "report.html"),
+            "monitoring_report": monitoring_dir.child("report.html").path,
             "retrain_policy": MonitoringConfig().policy().retrain_on,
             "retrain_rule": policy["rule"],
             "policy_reason": policy["reason"],
@@ -165,7 +156,7 @@ class MonthlyRun(PipelineTask):
             return
         self.progress(f"{record['policy_reason']}: training a challenger", 40)
         yield training
-        registered = read_json(training.registration().output())
+        registered = training.registration().output().load()
         gate = registered["gate"]
         outcome = "promoted" if gate["promote"] else "not promoted"
         record.update(
@@ -184,5 +175,5 @@ class MonthlyRun(PipelineTask):
 
     def _finish(self, record: dict[str, Any]) -> None:
         predictions.model_registry(self.color).record_decision(record, key=self.decision_key())
-        write_json(self.output(), record)
+        self.output().dump(record)
         self.progress(record["decision"], 100)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import luigi
@@ -11,15 +10,11 @@ from tasks.base import PipelineTask
 from tasks.data import ValidatedTrips
 from tasks.params import ColorParameter, MonthParameter
 from tasks.settings import RegistryConfig, ValidationConfig
-from tasks.targets import (
-    S3Url,
-    dump,
-    load,
-    open_registry,
-)
+from tasks.targets import Output, dump, load, open_registry
 from tripduration.data.months import format_month
 from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, score_dispatchable
-from tripduration.registry.store import ModelRegistry, check_version
+from tripduration.registry.names import check_version
+from tripduration.registry.store import ModelRegistry
 
 
 def model_registry(color: str) -> ModelRegistry:
@@ -71,9 +66,8 @@ class ModelVersionTask(PipelineTask):
         except ValueError as exc:
             raise RuntimeError(str(exc)) from None
 
-    def output_dir(self) -> Path | S3Url:
-        base = super().output_dir()
-        return base.with_name(f"{base.name}-{self.resolved_version()}")
+    def output_dir(self) -> str:
+        return f"{super().output_dir()}-{self.resolved_version()}"
 
     def load(self) -> tuple[Any, dict[str, Any]]:
         return model_registry(self.color).load_model(self.resolved_version())
@@ -95,10 +89,10 @@ class BatchPredictions(ModelVersionTask):
     def requires(self) -> ValidatedTrips:
         return ValidatedTrips(color=self.color, month=self.month)
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("predictions.parquet")
 
-    def scoring_target(self) -> luigi.target.FileSystemTarget:
+    def scoring_target(self) -> Output:
         return self.target("scoring.json")
 
     def run(self) -> None:

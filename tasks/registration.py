@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import luigi
+import joblib
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, ValidatedTrips
 from tasks.evaluation import EvaluationReport
 from tasks.settings import RegistryConfig
-from tasks.targets import dump, load, local_copy, open_registry
+from tasks.targets import Output, dump, load, open_registry
 from tasks.training import FinalModel
 from tripduration.data.months import format_month
 from tripduration.registry.metadata import model_metadata, month_lineage
@@ -51,7 +51,7 @@ class RegisteredModel(PipelineTask):
             "training": [ModelInputTable(color=self.color, month=m) for m in (*self.train_months, self.val_month)],
         }
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("registration.json")
 
     def model_registry(self) -> ModelRegistry:
@@ -69,9 +69,9 @@ class RegisteredModel(PipelineTask):
         data = load({"fit": inputs["model"]["fit"], "training": inputs["training"], "test": inputs["test"]})
         # outputs in S3 are copied to local scratch first (the registry copies files from local paths); the
         # model is unpickled from that copy, so it is read once
-        with local_copy(inputs["report"]) as report, local_copy(inputs["model"]["model"]) as model_file:
-            model = load(luigi.LocalTarget(model_file))
-            evaluation = json.loads((Path(report) / "metrics.json").read_text())
+        with inputs["report"].local_copy() as report, inputs["model"]["model"].local_copy() as model_file:
+            model = joblib.load(model_file)
+            evaluation = json.loads((report / "metrics.json").read_text())
             metadata = model_metadata(data["fit"], evaluation, self.data_lineage(), self.color, self.task_id)
             files, tables = (Path(model_file), Path(report)), (data["training"], data["test"])
             registry, key = self.model_registry(), f"{self.task_family}-{self.fingerprint()}"

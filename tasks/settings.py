@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import luigi
 
+from tripduration.io.s3 import S3Settings
 from tripduration.monitoring.policy import RETRAIN_RULES, RetrainPolicy, Thresholds
 from tripduration.training.candidates import CANDIDATES
 
@@ -173,3 +174,23 @@ class MonthlyConfig(Section):
     section = "monthly"
 
     train_window = luigi.IntParameter(default=1, description="number of training months before the validation month")
+
+
+class S3Config(Section):
+    """``[s3]``: the S3-compatible store of object-storage paths (AWS S3, MinIO, Ceph). Unset keys fall back to
+    boto3's standard chain (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``~/.aws``, instance roles)."""
+
+    section = "s3"
+
+    endpoint_url = luigi.Parameter(default="", description="the S3 API's URL, e.g. http://127.0.0.1:9000 (MinIO)")
+    aws_access_key_id = luigi.Parameter(default="", description="access key (else AWS_ACCESS_KEY_ID)")
+    aws_secret_access_key = luigi.Parameter(default="", description="secret key (else AWS_SECRET_ACCESS_KEY)")
+    region_name = luigi.Parameter(default="", description="region (else AWS_DEFAULT_REGION)")
+
+    def settings(self) -> S3Settings:
+        return S3Settings(
+            self.endpoint_url or None,
+            self.aws_access_key_id or None,
+            self.aws_secret_access_key or None,
+            self.region_name or None,
+        )

@@ -11,7 +11,7 @@ from tasks.base import PipelineTask
 from tasks.data import ModelInputTable
 from tasks.params import ColorParameter, MonthListParameter, MonthParameter
 from tasks.settings import ModelSearchConfig, TrainingConfig
-from tasks.targets import dump, load
+from tasks.targets import Output, dump, load
 from tripduration.data.months import check_split
 from tripduration.training.candidates import BASELINE, fit_cost, get_candidate
 from tripduration.training.steps import final_model, score_candidate_on_months, select_best
@@ -57,7 +57,7 @@ class CandidateScore(TrainingWindow):
     def requires(self) -> dict[str, Any]:
         return {"train": self.train_tables(), "validation": self.validation_table()}
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("score.json")
 
     def run(self) -> None:
@@ -81,7 +81,7 @@ class ModelSelection(TrainingWindow):
     def requires(self) -> list[CandidateScore]:
         return [self.clone(CandidateScore, candidate=name) for name in ModelSearchConfig().candidates]
 
-    def output(self) -> luigi.target.FileSystemTarget:
+    def output(self) -> Output:
         return self.target("selection.json")
 
     def run(self) -> None:
@@ -111,7 +111,7 @@ class FinalModel(TrainingWindow):
             deps["selection"] = self.clone(ModelSelection)
         return deps
 
-    def output(self) -> dict[str, luigi.target.FileSystemTarget]:
+    def output(self) -> dict[str, Output]:
         return {"model": self.target("model.joblib"), "fit": self.target("fit.json")}
 
     def run(self) -> None:

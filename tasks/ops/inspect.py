@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import luigi
 from luigi.task import flatten
 from luigi.task_register import Register
 
-from tasks.base import PipelineTask, invalidation_salt, invalidations_file
+from tasks.base import INVALIDATIONS, PipelineTask, invalidation_salt
+from tasks.targets import Output, work_storage
+from tripduration.io.formats import json_bytes
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,19 @@ def _why(task: luigi.Task) -> str:
         return "invalidated (pipeline.py invalidate)"
     if isinstance(task, luigi.WrapperTask):
         return "waits for the tasks it wraps"
-    outputs = [Path(t.path) for t in flatten(task.output()) if hasattr(t, "path")]
-    present = [p for p in outputs if p.exists()]
+    outputs = [t for t in flatten(task.output()) if isinstance(t, Output)]
+    present = [t for t in outputs if t.exists()]
     if present:
         return f"partial outputs ({len(present)} of {len(outputs)} present; a killed run?)"
     if task.task_family == "TripData":
         return "month to download"
-    if isinstance(task, PipelineTask) and isinstance(own := task.output_dir(), Path):  # local work directory
-        siblings = sorted(
-            (p for p in own.parent.glob(f"{task.readable_name()}-*") if p.is_dir() and p != own),
-            key=lambda p: p.stat().st_mtime,
-        )
+    if isinstance(task, PipelineTask):
+        family, own = task.output_dir().split("/", 1)
+        storage = work_storage()
+        siblings = [n for n in storage.children(family) if n.startswith(f"{task.readable_name()}-") and n != own]
         if siblings:
-            return f"changed fingerprint (inputs, configuration or code changed); earlier outputs: {siblings[-1]}"
+            earlier = storage.url_for(f"{family}/{siblings[-1]}")
+            return f"changed fingerprint (inputs, configuration or code changed); earlier outputs: {earlier}"
     return "no output yet"
 
 
@@ -94,22 +93,27 @@ def format_status(states: list[TaskState]) -> str:
 
 
 def invalidate(task: luigi.Task, now: dt.datetime | None = None) -> str:
-    """Mark ``task`` so that it and everything downstream of it run again; return the mark."""
-    path = invalidations_file()
-    if not isinstance(path, Path):
-        raise RuntimeError(
-            f"{path}: invalidate works on a local work directory only; with an s3:// work_dir, delete the "
-            "task's output objects instead (its folder under work_dir) and run the job again"
-        )
-    marks: dict[str, str] = {}
-    if path.exists():
-        marks = json.loads(path.read_text())
+    """Mark ``task`` so that it and everything downstream of it run again; return the mark.
+
+    The marks live in the work storage (``.invalidated.json``) and are updated by compare-and-swap, so two
+    operators invalidating at once lose neither mark, on local disk and on object storage alike.
+    """
     mark = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="microseconds")
-    marks[task.task_id] = mark
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(marks, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    storage = work_storage()
+    for _ in range(100):
+        try:
+            data, token = storage.read_with_token(INVALIDATIONS)
+            marks = json.loads(data)
+        except FileNotFoundError:
+            marks, token = {}, None
+        except ValueError as exc:
+            raise RuntimeError(
+                f"{storage.url_for(INVALIDATIONS)}: unreadable ({exc}); delete it to forget past invalidations"
+            ) from exc
+        marks = {**(marks if isinstance(marks, dict) else {}), task.task_id: mark}
+        if storage.replace_if(INVALIDATIONS, json_bytes(marks), token):
+            break
+    else:
+        raise RuntimeError(f"{storage.url_for(INVALIDATIONS)}: still changing after 100 attempts")
     Register.clear_instance_cache()  # task instances cache their fingerprints: later ones see the mark
     return mark

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import luigi
 import luigi.rpc
 
-from tasks.settings import ParallelismConfig, PathsConfig
-from tasks.targets import project_path
+from tasks.settings import ParallelismConfig
+from tasks.targets import registry_storage, work_storage
 from tripduration.runtime import threads as native_threads
 
 if TYPE_CHECKING:
@@ -113,44 +111,11 @@ _WRITE_ERRNOS = {
 def explain_write_error(exc: BaseException) -> str | None:
     """A clear message for the write failures an operator can fix (full disk, permissions), else None."""
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        where = exc.filename or project_path(PathsConfig().work_dir)
+        work, registry = work_storage().url, registry_storage().url
+        where = exc.filename or work
         return (
             f"cannot write {where}: {_WRITE_ERRNOS[exc.errno]} ({exc.strerror}). Free space or fix the "
-            f"permissions of {project_path(PathsConfig().work_dir)} / "
-            f"{project_path(PathsConfig().registry_dir)} and run again: outputs written before are intact and "
+            f"permissions of {work} / {registry} and run again: outputs written before are intact and "
             "will not be redone."
         )
     return None
-
-
-def sweep_orphans(roots: list[Path], older_than_seconds: float = 0.0) -> list[Path]:
-    """Remove temporary files left by killed runs under ``roots``: ``*-luigi-tmp-*``, ``.staging-*``, ``.*.tmp``.
-
-    Call it only while no other run can be writing under ``roots`` (under the work-directory lock), or with
-    ``older_than_seconds`` large enough that nothing still being written can match.
-    """
-    import time
-
-    removed: list[Path] = []
-    cutoff = time.time() - older_than_seconds
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for path in root.rglob("*"):
-            name = path.name
-            orphan = "-luigi-tmp-" in name or (
-                name.startswith(".") and (name.startswith(".staging-") or name.endswith(".tmp"))
-            )
-            if not orphan:
-                continue
-            try:
-                if path.lstat().st_mtime > cutoff:
-                    continue
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-                removed.append(path)
-            except FileNotFoundError:
-                continue
-    return removed

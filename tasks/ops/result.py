@@ -45,11 +45,15 @@ def stage_times(result: LuigiRunResult | None, task_ids: Iterable[str] | None = 
 
 def _read_json(target: Any) -> dict[str, Any] | None:
     try:
-        from tasks.targets import read_json
-
-        return read_json(target)
+        return target.load()
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _reuse_note(registration: dict[str, Any]) -> str:
+    if registration.get("identical"):
+        return " (the new model is byte-identical to this version: nothing new registered)"
+    return " (already registered)" if registration.get("reused") else ""
 
 
 def _training_lines(registration_task: luigi.Task) -> list[str]:
@@ -71,7 +75,7 @@ def _training_lines(registration_task: luigi.Task) -> list[str]:
         production = f"unreadable ({exc})"
     report = registry.versions_dir / version / "report" / "report.html"
     return [
-        f"registered   {registry.name} {version}{' (already registered)' if registration.get('reused') else ''}",
+        f"registered   {registry.name} {version}{_reuse_note(registration)}",
         f"algorithm    {meta['algorithm']['candidate']}",
         f"test RMSE    {test['rmse']:.3f} min on {test_month} vs baseline {base['rmse']:.3f} "
         f"(ratio {test['rmse'] / base['rmse']:.3f})",

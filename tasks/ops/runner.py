@@ -36,11 +36,12 @@ from luigi.task import flatten
 from luigi.task_register import Register
 
 from tasks.data import TripData
-from tasks.ops.process import explain_write_error, sweep_orphans, usable_cpus
-from tasks.settings import DownloadConfig, PathsConfig
-from tasks.targets import is_s3_url, project_path
+from tasks.ops.process import explain_write_error, usable_cpus
+from tasks.settings import DownloadConfig
+from tasks.targets import raw_storage, registry_storage, work_storage
 from tripduration.data.fetch import probe_all
 from tripduration.data.months import format_month
+from tripduration.registry.names import is_model_name
 from tripduration.registry.store import ModelRegistry
 
 log = logging.getLogger("luigi-interface")
@@ -150,13 +151,13 @@ def work_dir_lock() -> Iterator[Path | None]:
     The kernel releases it when the process dies, so a killed run never leaves a stale lock. The file
     records the holder's pid, start time, host and command line for :func:`describe_holder`.
 
-    An ``s3://`` work directory takes no lock: a local file would not stop a run on another host. There,
+    A work directory in object storage takes no lock: a local file would not stop a run on another host. There,
     luigid coordinates (it gives each task to one worker) or the operator runs one command at a time.
     """
-    if is_s3_url(PathsConfig().work_dir):
+    work = work_storage().local_root
+    if work is None:
         yield None
         return
-    work = project_path(PathsConfig().work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lock_path = work / ".pipeline.lock"
     with open(lock_path, "a+") as fh:
@@ -206,7 +207,7 @@ def missing_months(tasks: Iterable[luigi.Task]) -> list[str]:
     if not needed:
         return []
     if cfg.offline:
-        raw = project_path(PathsConfig().raw_dir)
+        raw = raw_storage().url
         return [f"{color} {month}: not in {raw} and [download] offline = true" for color, month in needed]
     urls = {key: cfg.url_template.format(color=key[0], month=key[1]) for key in needed}
     found = probe_all(urls.values(), timeout=cfg.probe_timeout_seconds)
@@ -320,13 +321,11 @@ def _build_kwargs(
 def _sweep(central: bool) -> None:
     """Remove files a killed run left half-written; with luigid other workers may be writing right now, so
     only old ones are removed then."""
-    # an s3:// work directory has nothing to sweep: S3 outputs are uploaded whole, temporaries stay in TMPDIR
-    local_work = [] if is_s3_url(PathsConfig().work_dir) else [project_path(PathsConfig().work_dir)]
-    swept = sweep_orphans(local_work, older_than_seconds=3600 if central else 0)
-    registry_root = None if is_s3_url(PathsConfig().registry_dir) else project_path(PathsConfig().registry_dir)
-    for home in sorted(registry_root.iterdir()) if registry_root and registry_root.is_dir() else []:
-        if home.is_dir():  # every registry write holds the model's lock: sweep under it
-            swept += ModelRegistry(home.parent, home.name).sweep_orphans()
+    swept = work_storage().sweep_orphans(older_than_seconds=3600 if central else 0)
+    registry = registry_storage()
+    for name in registry.children(""):
+        if is_model_name(name):  # every registry write holds the model's lock: sweep under it
+            swept += ModelRegistry(registry, name).sweep_orphans()
     for path in swept:
         log.warning("removed %s, left by a run that was killed", path)
 

@@ -25,6 +25,7 @@ from tasks import ValidatedTrips
 from tripduration.data.rules import REASONS
 from tripduration.data.schema import CANONICAL_DTYPES
 from tripduration.errors import TripDataError
+from tripduration.io.local import CACHE_DIR, is_temporary
 
 from .make_corpus import CASE_NAMES, FILE_NAME, MANIFEST, PATH_PLACEHOLDER, kept_stats, make_corpus
 
@@ -98,7 +99,7 @@ def files_under(root: Path) -> list[Path]:
     """Task outputs under ``root`` (the content-hash cache, tripduration/io/content.py, is not an output)."""
     if not root.exists():
         return []
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".content-sha256" not in p.relative_to(root).parts)
+    return sorted(p for p in root.rglob("*") if p.is_file() and CACHE_DIR not in p.relative_to(root).parts)
 
 
 def test_manifest_covers_the_issue_and_the_script_reproduces_it_byte_for_byte(corpus, tmp_path):
@@ -138,7 +139,7 @@ def test_case_through_validated_trips(name, corpus, pipeline_env, run_tasks, cap
     # whatever the outcome: the input file is left as it was, and no temporary file is left anywhere
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == spec["sha256"]
     leftovers = [
-        p for p in files_under(pipeline_env.work_dir) + files_under(pipeline_env.raw_dir) if "-luigi-tmp-" in p.name
+        p for p in files_under(pipeline_env.work_dir) + files_under(pipeline_env.raw_dir) if is_temporary(p.name)
     ]
     assert leftovers == []
 

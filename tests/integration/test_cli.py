@@ -63,7 +63,7 @@ def test_a_month_that_is_not_published_exits_with_the_missing_data_code(pipeline
     result = cli(pipeline_env.cfg_file, "--train-months", "2020-06", cwd=tmp_path)
     assert result.returncode == 20, result.stderr[-2000:]
     assert "missing input data" in result.stderr and "green 2020-06" in result.stderr
-    # no task output; the content-hash cache (.content-sha256/, see tripduration/io/content.py) is not an output
+    # no task output; the content-hash cache (.cache/, see tripduration/io/local.py) is not an output
     assert not list(pipeline_env.work_dir.glob("[!.]*/*"))
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from tasks import CandidateScore, ModelSelection, TrainingPipeline, ValidatedTrips
+from tasks import CandidateScore, ModelSelection, RegisteredModel, TrainingPipeline, ValidatedTrips
 from tasks.ops.inspect import format_status, invalidate, job_status
 from tripduration.registry.store import ModelRegistry
 
@@ -59,7 +59,10 @@ def test_invalidate_reruns_the_task_and_its_downstream_only(pipeline_env, run_ta
     # ... and nothing upstream or beside it
     assert not {"ValidatedTrips", "ModelInputTable"} & ran
     assert ModelSelection(train_months=(dt.date(2021, 1, 1),), val_month=dt.date(2021, 2, 1)).complete()
-    assert ModelRegistry(pipeline_env.registry_dir, "green-trip-duration").versions() == ["v0001", "v0002"]
+    # the same data gives the byte-identical model: nothing new is registered, and the registration says so
+    assert ModelRegistry(pipeline_env.registry_dir, "green-trip-duration").versions() == ["v0001"]
+    registration = RegisteredModel().output().load()
+    assert registration["identical"] and registration["version"] == "v0001"
     assert run_tasks([TrainingPipeline()]).ran == []  # the mark is kept: no further reruns
 
 

@@ -107,7 +107,7 @@ def assert_not_available(result: subprocess.CompletedProcess, elapsed: float, re
     assert [line.split(":")[0] for line in lines] == [f"green {m}" for m in MONTHS], result.stderr[-3000:]
     assert all(reason in line for line in lines), lines
     assert "Traceback" not in result.stderr
-    assert not list(env.work_dir.glob("[!.]*/*")), "nothing may run"  # (.content-sha256/ is a cache)
+    assert not list(env.work_dir.glob("[!.]*/*")), "nothing may run"  # (.cache/ holds caches)
     checked = float(re.search(r"checked in ([0-9.]+) s", result.stderr).group(1))  # type: ignore[union-attr]
     assert checked < 4, f"the pre-flight itself took {checked} s"
     print(f"\npre-flight case {reason!r}: pre-flight {checked:.1f} s, exit 20 after {elapsed:.2f} s (with start-up)")

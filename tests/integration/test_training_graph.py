@@ -116,10 +116,10 @@ def test_changing_only_the_test_month_trains_no_model(pipeline_env, run_tasks):
 def test_changed_rule_threshold_makes_new_outputs_and_keeps_old(pipeline_env, run_tasks, config):
     task = ValidatedTrips(month=dt.date(2021, 1, 1))
     assert run_tasks([task]).ok
-    old_dir = task.output_dir()
+    old_dir = pipeline_env.work_dir / task.output_dir()
     config.set("validation", "max_duration_min", "45")
     new_task = ValidatedTrips(month=dt.date(2021, 1, 1))
-    assert new_task.output_dir() != old_dir
+    assert pipeline_env.work_dir / new_task.output_dir() != old_dir
     assert not new_task.complete()
     assert run_tasks([new_task]).ok
     assert old_dir.exists()
@@ -209,7 +209,8 @@ def test_bad_raw_file_fails_validation_naming_the_file(pipeline_env, run_tasks, 
         result = run_tasks([task])
     assert not result.ok and result.failed == [str(task)]
     assert message in caplog.text and str(raw) in caplog.text
-    assert not task.output_dir().exists() or not any(task.output_dir().iterdir())
+    folder = pipeline_env.work_dir / task.output_dir()
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 def test_raw_file_without_a_required_column_names_it(pipeline_env, run_tasks, caplog):

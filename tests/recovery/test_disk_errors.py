@@ -15,6 +15,7 @@ import pytest
 
 import tripduration.io.parquet
 from tasks import TrainingPipeline, ValidatedTrips
+from tripduration.io.local import is_temporary
 from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def test_a_really_full_file_system(pipeline_env, run_tasks, config, tmp_path, ca
         assert not result.ok
         assert "the disk is full" in caplog.text
         assert not task.complete()
-        assert [p for p in tiny.rglob("*") if "-luigi-tmp-" in p.name] == []
+        assert [p for p in tiny.rglob("*") if is_temporary(p.name)] == []
 
 
 def test_read_only_work_directory_fails_before_running_anything(pipeline_env, tmp_path):

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tripduration.io.local import TEMPORARY
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = int(os.environ.get("KILL_POINTS", "3"))
-LEFTOVER = re.compile(r"-luigi-tmp-|^\.staging-|^\..*\.tmp$")
+LEFTOVER = TEMPORARY
 
 
 def config_for(base_cfg: Path, home: Path) -> Path:

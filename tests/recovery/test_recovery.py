@@ -18,6 +18,7 @@ import tasks.training
 import tripduration.io.parquet
 import tripduration.training.steps
 from tasks import TrainingPipeline, ValidatedTrips
+from tripduration.io.local import is_temporary
 from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ DOWNSTREAM_OF_SEARCH = {"ModelSelection", "FinalModel", "EvaluationReport", "Reg
 
 
 def leftovers(env) -> list[Path]:
-    return [p for p in env.files() if "-luigi-tmp-" in p.name or p.name.startswith(".staging-")]
+    return [p for p in env.files() if is_temporary(p.name)]
 
 
 def test_failed_candidate_is_the_only_training_rerun(pipeline_env, run_tasks, monkeypatch):

@@ -14,13 +14,15 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyRegressor
 
+import tripduration.io.local as local_storage
 import tripduration.registry.store as registry_module
 from tasks import BatchPredictions, TrainingPipeline
 
 # the moto S3 server of tests/storage: the race below runs against a local folder and an S3 bucket
 from tests.storage.conftest import moto_server, s3_env  # noqa: F401
+from tripduration.errors import RegistryError
 from tripduration.registry.registration import register_with_gate
-from tripduration.registry.store import ModelRegistry, RegistryError
+from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS, TARGET
 
 
@@ -100,7 +102,7 @@ def _crash_while_promoting(root: str, report: str) -> None:
     def die(*_args, **_kwargs):
         os.kill(os.getpid(), signal.SIGKILL)  # the process dies between writing the temp file and the rename
 
-    registry_module.os.replace = die
+    local_storage.os.replace = die
     _register(root, 14.9, "crash", report)
 
 
@@ -117,9 +119,9 @@ def test_crash_during_promotion_leaves_the_previous_production_model(tmp_path):
     pointer = registry.production()  # still valid JSON, still the previous model
     assert pointer["version"] == "v0001"
     registry.load_model()
-    leftovers = [p for p in registry.home.iterdir() if p.name.endswith(".tmp")]
+    leftovers = [p for p in registry.home.iterdir() if local_storage.is_temporary(p.name)]
     assert leftovers, "the killed promotion left its temporary file (swept by the next run)"
-    assert registry.sweep_orphans() and not [p for p in registry.home.iterdir() if p.name.endswith(".tmp")]
+    assert registry.sweep_orphans() and not [p for p in registry.home.iterdir() if local_storage.is_temporary(p.name)]
     # the rerun of the interrupted registration completes the promotion it had decided
     _register(str(tmp_path), 14.9, "crash", str(report))
     assert registry.production()["version"] == "v0002"

@@ -27,7 +27,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from tripduration.io.storage import LocalStorage, S3Storage, Storage, make_s3_client
+from tripduration.io.local import LocalStorage
+from tripduration.io.s3 import S3Storage, make_s3_client
+from tripduration.io.storage import Storage
 
 ACCESS_KEY = "storage-tests"
 SECRET_KEY = "storage-tests-secret"

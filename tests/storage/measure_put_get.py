@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable
 
 from tests.storage.conftest import AWS_ENV, AtomicMotoServer
-from tripduration.io.storage import LocalStorage, S3Storage, Storage, make_s3_client
+from tripduration.io.local import LocalStorage
+from tripduration.io.s3 import S3Storage, make_s3_client
+from tripduration.io.storage import Storage
 
 
 def timed(n: int, op: Callable[[int], object]) -> tuple[float, float]:
@@ -56,16 +58,11 @@ def main(n: int = 200) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             measure("local", LocalStorage(tmp), n)
         measure("moto", S3Storage("s3://measure/p"), n)
-        from luigi.contrib.s3 import S3Target
+        from tasks.targets import Output
 
-        from tasks.s3_targets import target_for
-
-        for label, make in (
-            ("S3Target(url).exists() new client", lambda i: S3Target(f"s3://measure/p/small/{i:05d}")),
-            ("target_for(url).exists() shared", lambda i: target_for(f"s3://measure/p/small/{i:05d}")),
-        ):
-            median, total = timed(n, lambda i, make=make: make(i).exists())
-            print(f"moto   {label:34s} n={n:4d} median {median:7.2f} ms  total {total:8.1f} ms")
+        store = S3Storage("s3://measure/p")
+        median, total = timed(n, lambda i: Output(store, f"small/{i:05d}").exists())
+        print(f"moto   {'Output(store, key).exists()':34s} n={n:4d} median {median:7.2f} ms  total {total:8.1f} ms")
     finally:
         server.stop()
 

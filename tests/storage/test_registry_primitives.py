@@ -1,9 +1,9 @@
-"""Registry safety on a storage shared by several hosts: version numbers claimed create-only, a production
-pointer swapped with compare-and-swap. Same tests on a local folder and on the moto S3 server."""
+"""Registry safety on a storage shared by several hosts, through the one registry code path: version folders
+claimed create-only, a production pointer swapped with compare-and-swap, history entries never lost. The same
+tests on a local folder and on the moto S3 server."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -12,111 +12,101 @@ from typing import Any
 
 import pytest
 
-from tripduration.io.storage import (
-    COMPLETE_FLAG,
-    LocalStorage,
-    S3Storage,
-    Storage,
-    complete_versions,
-    finish_version,
-    list_version_numbers,
-    next_version_create,
-    read_pointer,
-    update_pointer,
-)
+from tripduration.io import open_spec
+from tripduration.io.storage import Storage
+from tripduration.registry.store import ModelRegistry
 
-PREFIX = "green-trip-duration"
-POINTER = f"{PREFIX}/production.json"
+NAME = "green-trip-duration"
 
 
-def test_versions_are_numbered_and_complete(store: Storage) -> None:
-    v1 = next_version_create(store, PREFIX, {"model.joblib": b"m1", "report/metrics.json": b"{}"}, {"rmse": 5.0})
-    v2 = next_version_create(store, PREFIX, {"model.joblib": b"m2"}, {"rmse": 4.0})
-    assert (v1, v2) == ("v0001", "v0002")
-    assert complete_versions(store, PREFIX) == ["v0001", "v0002"]
-    meta = json.loads(store.read_bytes(f"{PREFIX}/versions/v0001/metadata.json"))
-    assert meta["version"] == "v0001" and meta["rmse"] == 5.0
-    assert meta["files"]["model.joblib"] == hashlib.sha256(b"m1").hexdigest()
-    assert store.read_bytes(f"{PREFIX}/versions/v0001/report/metrics.json") == b"{}"
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.joblib"
+    path.write_bytes(b"model bytes")
+    return path
 
 
-def test_a_claimed_but_unfinished_version_is_skipped_and_can_be_finished(store: Storage) -> None:
-    """A host killed after its claim: readers do not list the version, the next one takes a new number,
-    and the same registration (same payloads) can finish it."""
-    claim = {"version": "v0001", "files": {"model.joblib": hashlib.sha256(b"m1").hexdigest()}}
-    assert store.create_exclusive(f"{PREFIX}/versions/v0001/metadata.json", json.dumps(claim).encode())
-    assert complete_versions(store, PREFIX) == []
-    assert next_version_create(store, PREFIX, {"model.joblib": b"m2"}) == "v0002"
-    assert complete_versions(store, PREFIX) == ["v0002"]
-    with pytest.raises(ValueError, match=r"v0001/model\.joblib: content differs"):
-        finish_version(store, PREFIX, "v0001", {"model.joblib": b"something else"})
-    finish_version(store, PREFIX, "v0001", {"model.joblib": b"m1"})
-    assert complete_versions(store, PREFIX) == ["v0001", "v0002"]
-    assert list_version_numbers(store, PREFIX) == [1, 2]
+def test_versions_are_numbered_and_complete_only_with_their_metadata(store: Storage, model_file, tmp_path) -> None:
+    registry = ModelRegistry(store, NAME)
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "metrics.json").write_text("{}")
+    assert registry.register(model_file, {"rmse": 5.0}, {"report": report}) == "v0001"
+    assert registry.register(model_file, {"rmse": 4.0}) == "v0002"
+    assert registry.versions() == ["v0001", "v0002"]
+    assert registry.metadata("v0001")["rmse"] == 5.0
+    assert store.read_bytes(f"{NAME}/versions/v0001/report/metrics.json") == b"{}"
+    assert "report/metrics.json" in registry.version_files("v0001")
 
 
-def test_reserved_payload_names_are_refused(store: Storage) -> None:
-    with pytest.raises(ValueError, match=r"metadata\.json"):
-        next_version_create(store, PREFIX, {"metadata.json": b"{}"})
-    with pytest.raises(ValueError, match=COMPLETE_FLAG):
-        next_version_create(store, PREFIX, {COMPLETE_FLAG: b""})
+def test_a_claimed_but_unfinished_version_is_skipped_and_numbered_above(store: Storage, model_file) -> None:
+    """A host killed after its claim (object storage) or a stray folder (disk): readers do not list it, the
+    next registration takes the number above, and ``models`` reports it."""
+    store.write_bytes(f"{NAME}/versions/v0001/model.joblib", b"half a registration")
+    registry = ModelRegistry(store, NAME)
+    assert registry.versions() == [] and registry.incomplete_versions() == ["v0001"]
+    assert registry.register(model_file, {}) == "v0002"
+    assert registry.versions() == ["v0002"]
+    problems = [p["problem"] for p in registry.inventory()["problems"]]
+    assert any("v0001" in p and "metadata.json: missing" in p for p in problems), problems
 
 
-def test_pointer_update_decides_on_the_pointer_it_replaces(store: Storage) -> None:
-    def better(rmse: float, version: str):
-        def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is not None and current["rmse"] <= rmse:
-                return None
-            return {"version": version, "rmse": rmse, "previous": current and current["version"]}
+def test_a_second_writer_of_the_same_folder_is_refused(store: Storage) -> None:
+    with store.writing("versions/v0001", folder=True, exclusive=True, last="metadata.json") as tmp:
+        (tmp / "metadata.json").write_text("{}")
+    with pytest.raises(FileExistsError), store.writing("versions/v0001", folder=True, exclusive=True) as tmp:
+        (tmp / "metadata.json").write_text('{"other": 1}')
+    assert store.read_bytes("versions/v0001/metadata.json") == b"{}"
 
-        return decide
 
-    assert update_pointer(store, POINTER, better(5.0, "v0001"))[0] == {
-        "version": "v0001",
-        "rmse": 5.0,
-        "previous": None,
-    }
-    written, seen = update_pointer(store, POINTER, better(6.0, "v0002"))
-    assert written is None and seen is not None and seen["version"] == "v0001"
-    written, _ = update_pointer(store, POINTER, better(4.0, "v0003"))
-    assert written == {"version": "v0003", "rmse": 4.0, "previous": "v0001"}
-    assert read_pointer(store, POINTER)[0] == written
+def test_pointer_update_decides_on_the_pointer_it_replaces(store: Storage, model_file) -> None:
+    registry = ModelRegistry(store, NAME)
+    versions = [registry.register(model_file, {"rmse": rmse}) for rmse in (5.0, 6.0, 4.0)]
+
+    def better(rmse: float):
+        def recheck(current: dict[str, Any] | None) -> tuple[bool, str]:
+            if current is None:
+                return True, "first"
+            theirs = registry.metadata(current["version"])["rmse"]
+            return rmse < theirs, f"{rmse} vs {theirs}"
+
+        return recheck
+
+    assert registry.set_production(versions[0], "x", recheck=better(5.0))["previous_version"] is None
+    assert registry.set_production(versions[1], "x", recheck=better(6.0)) is None  # worse: nothing written
+    written = registry.set_production(versions[2], "x", recheck=better(4.0))
+    assert written is not None and written["previous_version"] == "v0001" and written["reason"] == "4.0 vs 5.0"
+    assert registry.production()["version"] == "v0003"
+    assert [e["version"] for e in registry.history()[0]] == ["v0001", "v0003"]
 
 
 # --------------------------------------------------------------------------- the race
 RMSES = [5.0, 3.0, 7.0, 1.0, 6.0, 2.0, 8.0, 4.0]
 
 
-def _new_storage_like(store: Storage) -> Storage:
-    """What another host would build from the same configured URL (its own client / file handles)."""
-    if isinstance(store, S3Storage):
-        return S3Storage(store.url_for("x")[: -len("/x")])
-    assert isinstance(store, LocalStorage)
-    return LocalStorage(store.root)
-
-
 def _register_and_promote(
-    store: Storage, rmse: float, start: threading.Barrier, swaps: list[dict[str, Any]], lock: threading.Lock
+    spec: dict[str, Any], rmse: float, model: Path, start: threading.Barrier, swaps: list, lock: threading.Lock
 ) -> str:
-    version = next_version_create(store, PREFIX, {"model.joblib": f"model {rmse}".encode()}, {"rmse": rmse})
+    registry = ModelRegistry(open_spec(spec), NAME)  # what another host builds from the same configured URL
+    version = registry.register(model, {"rmse": rmse})
     start.wait()  # all eight promote at once
 
-    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+    def recheck(current: dict[str, Any] | None) -> tuple[bool, str]:
         time.sleep(0.02)  # a slow host: widens the window between reading the pointer and writing it
-        if current is not None and current["rmse"] <= rmse:
-            return None
-        return {"version": version, "rmse": rmse, "previous": current}
+        if current is not None and registry.metadata(current["version"])["rmse"] <= rmse:
+            return False, "not better"
+        return True, f"rmse {rmse}"
 
-    written, _ = update_pointer(store, POINTER, decide)
+    written = registry.set_production(version, "race", recheck=recheck)
     if written is not None:
         with lock:
             swaps.append(written)
     return version
 
 
-def test_eight_concurrent_registrations_lose_nothing(store: Storage) -> None:
-    """8 hosts register and promote at once: 8 distinct complete versions, and the pointer's history is one
-    chain where every promotion replaced exactly the pointer it compared itself with (no lost update)."""
+def test_eight_concurrent_registrations_lose_nothing(store: Storage, model_file) -> None:
+    """8 hosts register and promote at once: 8 distinct complete versions, and the history is one chain where
+    every promotion replaced exactly the pointer it compared itself with (no lost update, no lost entry)."""
     swaps: list[dict[str, Any]] = []
     versions: list[str] = []
     lock = threading.Lock()
@@ -125,7 +115,7 @@ def test_eight_concurrent_registrations_lose_nothing(store: Storage) -> None:
 
     def host(rmse: float) -> None:
         try:
-            version = _register_and_promote(_new_storage_like(store), rmse, start, swaps, lock)
+            version = _register_and_promote(store.spec(), rmse, model_file, start, swaps, lock)
             with lock:
                 versions.append(version)
         except BaseException as exc:  # surfaced below
@@ -139,28 +129,47 @@ def test_eight_concurrent_registrations_lose_nothing(store: Storage) -> None:
         t.join(timeout=60)
     assert not errors, errors
 
-    assert sorted(versions) == [f"v{n:04d}" for n in range(1, 9)]
-    assert complete_versions(store, PREFIX) == sorted(versions)
-    by_version = {v: json.loads(store.read_bytes(f"{PREFIX}/versions/{v}/metadata.json"))["rmse"] for v in versions}
-    final, _ = read_pointer(store, POINTER)
-    assert final is not None and final["rmse"] == min(RMSES) == by_version[final["version"]]
+    registry = ModelRegistry(store, NAME)
+    assert sorted(versions) == registry.versions() == [f"v{n:04d}" for n in range(1, 9)]
+    rmse_of = {v: registry.metadata(v)["rmse"] for v in versions}
+    final = registry.production()
+    assert final is not None and rmse_of[final["version"]] == min(RMSES)
 
-    # each promotion's "previous" is the pointer it replaced: following the chain back from the final
-    # pointer must visit every successful promotion exactly once, each better than the one it replaced
-    chain = []
-    node: dict[str, Any] | None = final
-    while node is not None:
-        chain.append(node)
-        assert node["previous"] is None or node["rmse"] < node["previous"]["rmse"]
-        node = node["previous"]
-    assert sorted(s["version"] for s in swaps) == sorted(n["version"] for n in chain)
-    assert [json.dumps(s, sort_keys=True) for s in sorted(swaps, key=lambda s: -s["rmse"])] == [
-        json.dumps(n, sort_keys=True) for n in reversed(chain)
-    ]
+    history, problems = registry.history()
+    assert not problems
+    assert sorted(e["version"] for e in history) == sorted(s["version"] for s in swaps)
+    assert [e["seq"] for e in history] == list(range(1, len(history) + 1))
+    # each entry replaced the one before it, and each was better than the one it replaced
+    previous = None
+    for entry in history:
+        assert entry["previous_version"] == previous
+        assert previous is None or rmse_of[entry["version"]] < rmse_of[previous]
+        previous = entry["version"]
+    assert previous == final["version"]
 
 
-def test_local_pointer_lock_file_is_beside_the_pointer(tmp_path: Path) -> None:
-    store = LocalStorage(tmp_path)
-    update_pointer(store, POINTER, lambda current: {"version": "v0001"})
-    update_pointer(store, POINTER, lambda current: {"version": "v0002"})
-    assert sorted(p.name for p in (tmp_path / PREFIX).iterdir()) == [".production.json.storage-lock", "production.json"]
+def test_concurrent_log_appends_get_distinct_sequence_numbers(store: Storage) -> None:
+    start = threading.Barrier(8)
+
+    def append(i: int) -> None:
+        other = open_spec(store.spec())
+        start.wait()
+        for j in range(5):
+            other.append_log("events.jsonl", {"writer": i, "n": j})
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    entries = [json.loads(line) for line in store.read_log("events.jsonl")]
+    assert sorted(e["seq"] for e in entries) == list(range(1, 41))
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    assert sorted((e["writer"], e["n"]) for e in entries) == [(i, j) for i in range(8) for j in range(5)]
+
+
+def test_a_unique_log_entry_is_appended_once(store: Storage) -> None:
+    assert store.append_log("decisions.jsonl", {"x": 1}, unique="2021-04")["seq"] == 1
+    assert store.append_log("decisions.jsonl", {"x": 2}, unique="2021-04") is None
+    assert store.append_log("decisions.jsonl", {"x": 3}, unique="2021-05")["seq"] == 2
+    assert [json.loads(line)["x"] for line in store.read_log("decisions.jsonl")] == [1, 3]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tasks import BatchPredictions, MonitoringReport, TrainingPipeline
-from tasks.targets import read_json
+from tripduration.io.local import is_temporary
 from tripduration.registry.store import ModelRegistry
 
 # real luigid / cron / browser / S3-server processes: part of `make test-slow` (CI runs it), not `make test`
@@ -75,7 +75,7 @@ def test_training_graph_on_s3_matches_the_local_run(pipeline_env, run_tasks, s3_
     families = {key.split("/")[1] for key in written}
     assert {"ValidatedTrips", "ModelInputTable", "FinalModel", "EvaluationReport", "RegisteredModel"} <= families
     assert any(k.startswith("work/EvaluationReport/") and k.endswith("/report/_SUCCESS") for k in written)
-    assert not any("-luigi-tmp-" in k for k in written)
+    assert not any(is_temporary(k) for k in written)
     # the lineage records the sha256 of the bytes read, and the object's URL, not a scratch path
     registry = ModelRegistry(s3_paths.url("registry"), "green-trip-duration")
     assert registry.versions() == ["v0001"] and registry.production()["version"] == "v0001"
@@ -110,12 +110,8 @@ def test_batch_predictions_and_monitoring_on_s3(pipeline_env, run_tasks, s3_path
     assert result.ok, result
     report = MonitoringReport(month=april).output()
     assert report.exists() and report.path.startswith("s3://")
-    from tasks.targets import file_target
-
-    monitoring = read_json(file_target(report.path.rstrip("/") + "/monitoring.json"))
+    monitoring = report.child("monitoring.json").load()
     assert monitoring["month"] == "2021-04" and monitoring["verdict"] in ("ok", "drift", "degraded")
     predictions = BatchPredictions(month=april).output()
     assert predictions.exists()
-    from tasks.targets import read_table
-
-    assert len(read_table(predictions)) > 0
+    assert len(predictions.load()) > 0

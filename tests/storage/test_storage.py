@@ -6,16 +6,11 @@ import pandas as pd
 import pytest
 
 from tests.storage.conftest import S3Env
+from tripduration.io import open_storage as storage_for
+from tripduration.io.local import LocalStorage
 from tripduration.io.parquet import read_parquet, write_parquet
-from tripduration.io.storage import (
-    LocalStorage,
-    S3Storage,
-    Storage,
-    StorageError,
-    check_key,
-    read_parquet_columns,
-    storage_for,
-)
+from tripduration.io.s3 import S3Storage, read_parquet_columns
+from tripduration.io.storage import Storage, StorageError, check_key
 
 
 def test_write_then_read_and_exists(store: Storage) -> None:
@@ -122,7 +117,7 @@ def test_local_write_leaves_no_file_when_interrupted(tmp_path, monkeypatch: pyte
     def crash(*_args: object) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr("tripduration.io.storage.os.replace", crash)
+    monkeypatch.setattr("tripduration.io.local.os.replace", crash)
     with pytest.raises(OSError, match="killed"):
         store.write_bytes("m.json", b"new")
     assert store.read_bytes("m.json") == b"old"
@@ -152,7 +147,7 @@ def test_missing_bucket_error_names_url_and_fix(s3_env: S3Env) -> None:
 def test_unreachable_endpoint_error_says_what_to_check(s3_env: S3Env) -> None:
     from botocore.config import Config
 
-    from tripduration.io.storage import make_s3_client
+    from tripduration.io.s3 import make_s3_client
 
     client = make_s3_client("http://127.0.0.1:9", config=Config(retries={"max_attempts": 1}, connect_timeout=1))
     with pytest.raises(StorageError, match="AWS_ENDPOINT_URL"):
@@ -182,7 +177,7 @@ def test_parquet_columns_from_s3_equal_the_local_read(tmp_path, s3_env: S3Env, c
     S3Storage(s3_env.url("raw")).write_bytes("month.parquet", local.read_bytes())
     from_s3 = read_parquet_columns(s3_env.url("raw/month.parquet"), columns)
     pd.testing.assert_frame_equal(from_s3, read_parquet(local, columns))
-    pd.testing.assert_frame_equal(read_parquet_columns(local, columns), read_parquet(local, columns))
+    pd.testing.assert_frame_equal(S3Storage(s3_env.url("raw")).read_parquet("month.parquet", columns), from_s3)
 
 
 def test_parquet_from_s3_missing_column_and_object_are_named(tmp_path, s3_env: S3Env) -> None:

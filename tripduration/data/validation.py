@@ -48,7 +48,7 @@ def validated_month(
 
     ``{"kept.parquet": kept rows, "rejected.parquet": rejected rows with a reason, "summary.json": counts}``;
     the summary records the sha256 of the bytes read of both files (``source`` and ``zone_lookup``), under
-    ``names`` (where the files live, e.g. an ``s3://`` URL) or else their paths.
+    ``names`` (where the files live, e.g. an object-storage URL) or else their paths.
     """
     trips_name, zones_name = names or (str(trips_path), str(zones_path))
     zones, zones_sha256 = read_zone_ids(zones_path)

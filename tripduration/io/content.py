@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -50,12 +49,6 @@ def sha256_stream(fh: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def hash_file(path: str | Path) -> str:
-    """sha256 of a file's bytes (always reads it; see :func:`content_sha256` for the cached form)."""
-    with open(path, "rb") as fh:
-        return sha256_stream(fh)
-
-
 def _cache_file(cache_dir: Path, path: Path) -> Path:
     key = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()
     return cache_dir / f"{key}.json"
@@ -74,15 +67,11 @@ def _read_cache(entry: Path, path: Path, current: FileStamp) -> str | None:
 
 def _write_cache(entry: Path, path: Path, current: FileStamp, digest: str) -> None:
     """Write one cache entry atomically; a cache that cannot be written only costs a rehash next time."""
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"path": str(path), "stamp": asdict(current), "sha256": digest}, fh)
-        os.replace(tmp, entry)
-    except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
+    from tripduration.io.local import LocalStorage
+
+    payload = json.dumps({"path": str(path), "stamp": asdict(current), "sha256": digest}).encode()
+    with contextlib.suppress(OSError):
+        LocalStorage(entry.parent).write_bytes(entry.name, payload)
 
 
 def content_sha256(path: str | Path, cache_dir: str | Path | None) -> str:

@@ -127,7 +127,7 @@ def run_metrics(meta: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def run_tags(meta: dict[str, Any], version: str, registry_home: Path) -> dict[str, str]:
+def run_tags(meta: dict[str, Any], version: str, registry_home: object) -> dict[str, str]:
     """MLflow tags: identity of the version, data lineage per month, libraries and the gate's decision."""
     gate = meta.get("gate", {})
     tags: dict[str, Any] = {
@@ -269,7 +269,7 @@ def _is_missing(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
-def _experiment_id(client: Any, name: str, artifact_location: str | None, registry_home: Path) -> str:
+def _experiment_id(client: Any, name: str, artifact_location: str | None, registry_home: object) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -285,13 +285,25 @@ def _experiment_id(client: Any, name: str, artifact_location: str | None, regist
 
 
 def _find_run(client: Any, experiment_id: str, version: str, sha256: str) -> tuple[Any | None, list[Any]]:
-    """(the finished run of this version and model file, unfinished runs an interrupted export left)."""
+    """(the finished run of this version, unfinished runs an interrupted export left).
+
+    A finished run of this version whose model sha256 is not the registry's is an error naming both: the
+    version's content changed after it was exported, and one registry version must never become two MLflow
+    model versions.
+    """
     runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.registry_version = '{version}' and tags.model_sha256 = '{sha256}'",
-        order_by=["attributes.start_time ASC"],
+        [experiment_id], filter_string=f"tags.registry_version = '{version}'", order_by=["attributes.start_time ASC"]
     )
     finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("mlflow_model_uri")]
+    for run in finished:
+        exported = run.data.tags.get("model_sha256")
+        if exported != sha256:
+            raise MlflowExportError(
+                f"{version}: the registry's model has sha256 {sha256}, but MLflow run {run.info.run_id} holds "
+                f"the one exported before ({exported}): the version changed after export. Refused (one registry "
+                "version is one MLflow model version): restore the version, or delete that run and its model "
+                "version in MLflow and export again"
+            )
     unfinished = [r for r in runs if r not in finished]
     return (finished[0] if finished else None), unfinished
 
@@ -345,16 +357,17 @@ def _export_run(
 ) -> tuple[str, str, str]:
     """Find or create the run of ``version``: (run id, logged model URI, created | existing | recreated)."""
     meta = registry.metadata(version)
-    sha256 = str(meta.get("model_sha256"))
+    sha256 = registry.verify(version)  # the registry's own checks, on every export: bytes vs metadata and pointer
     found, unfinished = _find_run(client, experiment_id, version, sha256)
     if found is not None:
         return found.info.run_id, found.data.tags["mlflow_model_uri"], "existing"
     for run in unfinished:  # an export interrupted half-way: its run is incomplete, make it again
         client.delete_run(run.info.run_id)
     model, _ = registry.load_model(version)  # checks the file's sha256 before unpickling it
-    folder = registry.versions_dir / version
-    report_path = folder / "report" / "metrics.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    try:
+        report = json.loads(registry.storage.read_bytes(f"versions/{version}/report/metrics.json"))
+    except FileNotFoundError:
+        report = {}
     run = client.create_run(
         experiment_id,
         start_time=_epoch_ms(meta.get("registered_at")),
@@ -364,7 +377,8 @@ def _export_run(
     run_id = run.info.run_id
     try:
         _log_batch(client, run_id, meta, run_params(meta, report), run_tags(meta, version, registry.home))
-        _log_artifacts(client, run_id, folder)
+        with registry.storage.local_copy(f"versions/{version}", folder=True) as folder:
+            _log_artifacts(client, run_id, folder)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -372,7 +386,7 @@ def _export_run(
     return run_id, model_uri, "recreated" if unfinished else "created"
 
 
-def _registered_model(client: Any, name: str, registry_home: Path) -> Any:
+def _registered_model(client: Any, name: str, registry_home: object) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -478,7 +492,7 @@ def _export_version(
         result.model_version, result.model_version_status = _export_model_version(
             client, registry.name, result.run_id, model_uri, version, registry.metadata(version)
         )
-    except (RegistryError, MlflowException, OSError, ValueError) as exc:
+    except (RegistryError, MlflowExportError, MlflowException, OSError, ValueError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -15,7 +16,8 @@ from sklearn.pipeline import Pipeline
 from tripduration.evaluation.report import render_evaluation_html
 from tripduration.monitoring.drift import build_profile
 from tripduration.registry.gate import _recheck, gate_decision
-from tripduration.registry.store import ModelRegistry, version_number
+from tripduration.registry.names import version_number
+from tripduration.registry.store import ModelRegistry
 from tripduration.runtime.progress import Progress, no_progress
 from tripduration.training.features import split_xy
 from tripduration.training.steps import concat_tables
@@ -67,10 +69,18 @@ def register_with_gate(
             ):
                 registry.set_production(existing, gate["reason"])
             return {"version": existing, "reused": True, "gate": gate}
+        registry.production()  # a corrupt pointer stops the registration here, naming the repair
+        identical = registry.find_identical(hashlib.sha256(Path(model_file).read_bytes()).hexdigest(), metadata)
+        if identical is not None:  # e.g. `invalidate` and a rerun on unchanged data: the same model, same data
+            return {
+                "version": identical,
+                "reused": True,
+                "identical": True,
+                "gate": registry.metadata(identical).get("gate"),
+            }
         decision, facts = gate_decision(registry, metadata, test)
         gate = {"promote": decision.promote, "reason": decision.reason, **facts}
-        scratch = registry.home if registry.store is None else None  # S3: local TMPDIR
-        with tempfile.TemporaryDirectory(prefix=".staging-report-", dir=scratch) as staging:
+        with tempfile.TemporaryDirectory(prefix="registered-report-") as staging:
             report = _registered_report(report_dir, Path(staging), {"version": _next_version(registry), "gate": gate})
             version = registry.register(
                 model_file, {**metadata, "gate": gate}, {"report": report}, key=key, extra_files=dict(extra_files or {})

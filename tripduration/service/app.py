@@ -14,11 +14,11 @@ event loop stays free to accept connections and enforce the body deadlines.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tripduration.io import open_spec
 from tripduration.registry.store import ModelRegistry
 from tripduration.service.guards import RequestGuard, json_bytes
 from tripduration.service.holder import Loaded, ModelHolder, model_info
@@ -64,7 +65,7 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
 
 def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON schema of a predict request, and the definitions it refers to (for OpenAPI components)."""
-    adapter: TypeAdapter[Any] = TypeAdapter(PredictRequest)
+    adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, PredictRequest))
     schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
     return schema, schema.pop("$defs", {})
 
@@ -204,5 +205,6 @@ ENV_BODY_TIMEOUT = "TRIPDURATION_BODY_TIMEOUT"
 def app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes (``--workers N``): the registry comes from the environment that
     ``pipeline.py serve`` set before starting them."""
-    registry = ModelRegistry(Path(os.environ[ENV_REGISTRY]), os.environ[ENV_NAME])
+    root = open_spec(json.loads(os.environ[ENV_REGISTRY]))  # the registry as the parent process opened it
+    registry = ModelRegistry(root, os.environ[ENV_NAME])
     return create_app(registry, body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, BODY_TIMEOUT)))

@@ -10,8 +10,8 @@ and reports the error in ``/health``.
 from __future__ import annotations
 
 import logging
-import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,7 @@ log = logging.getLogger("tripduration.service")
 class Loaded:
     model: Any
     metadata: dict[str, Any]
-    signature: tuple[int, int, int]
+    signature: str
 
 
 def _ignore(_: Any) -> None:
@@ -48,14 +48,19 @@ class ModelHolder:
         self.on_loaded, self.on_failed = on_loaded, on_failed
         self._lock = threading.Lock()
         self.current: Loaded | None = None
+        self._polled: tuple[float, str | None] | None = None
         self.last_error: str | None = None
 
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.registry.production_file)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    def _signature(self) -> str | None:
+        """The pointer's change token (a stat on disk; a HEAD on object storage, at most every
+        ``poll_seconds``: not one round trip per request)."""
+        interval = self.registry.storage.poll_seconds
+        now = time.monotonic()
+        if interval and self._polled is not None and now - self._polled[0] < interval:
+            return self._polled[1]
+        token = self.registry.production_token()
+        self._polled = (now, token)
+        return token
 
     def get(self) -> Loaded | None:
         signature = self._signature()
@@ -69,7 +74,7 @@ class ModelHolder:
             self._load(current, signature)
             return self.current
 
-    def _load(self, current: Loaded | None, signature: tuple[int, int, int]) -> None:
+    def _load(self, current: Loaded | None, signature: str) -> None:
         try:
             model, meta = self.registry.load_model()
         except Exception as exc:  # keep the previous model; tell /health

@@ -11,6 +11,7 @@ What holds a request to account:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -121,7 +122,7 @@ def _serve_single(registry: ModelRegistry, options: ServeOptions, announce: Call
 def _serve_workers(registry: ModelRegistry, options: ServeOptions, announce: Callable[[str], None]) -> int:
     from tripduration.service import app as app_module
 
-    os.environ[app_module.ENV_REGISTRY] = str(registry.root.resolve())
+    os.environ[app_module.ENV_REGISTRY] = json.dumps(registry.base.spec())
     os.environ[app_module.ENV_NAME] = registry.name
     os.environ[app_module.ENV_BODY_TIMEOUT] = str(options.body_timeout)
     with _multiprocess_metrics_dir() as folder:

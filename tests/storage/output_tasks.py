@@ -1,4 +1,4 @@
-"""A tiny task with three outputs (json, parquet, folder) for the S3 target tests, importable by a subprocess.
+"""A tiny task with three outputs (json, parquet, folder) for the output tests, importable by a subprocess.
 
 ``STORAGE_TEST_FAIL_AT`` makes it fail (``raise``) or die (``kill``: SIGKILL of its own process) at a point:
 ``after_summary`` (one of three outputs written), ``mid_table`` (half a parquet file written),
@@ -13,8 +13,8 @@ import signal
 import luigi
 import pandas as pd
 
-from tasks.s3_targets import atomic_output_path, folder_target, target_for
-from tasks.targets import write_json
+from tasks.targets import Output
+from tripduration.io import open_storage
 from tripduration.io.parquet import write_parquet
 
 FRAME = pd.DataFrame({"zone": pd.array([1, 2, 3], dtype="int32"), "minutes": [4.5, 12.0, 30.25]})
@@ -29,31 +29,30 @@ def maybe_fail(point: str) -> None:
 
 
 class ThreeOutputs(luigi.Task):
-    """Writes ``summary.json`` (target.open), ``table.parquet`` (a path) and ``report/`` (a folder) under ``root``."""
+    """Writes ``summary.json`` (dump), ``table.parquet`` (a path) and ``report/`` (a folder) under ``root``."""
 
     root = luigi.Parameter(description="local folder or s3://bucket/prefix")
 
-    def output(self) -> dict[str, luigi.target.FileSystemTarget]:
+    def output(self) -> dict[str, Output]:
+        store = open_storage(self.root)
         return {
-            "summary": target_for(f"{self.root}/summary.json"),
-            "table": target_for(f"{self.root}/table.parquet"),
-            "report": folder_target(f"{self.root}/report"),
+            "summary": Output(store, "summary.json"),
+            "table": Output(store, "table.parquet"),
+            "report": Output(store, "report", folder=True),
         }
 
     def run(self) -> None:
         out = self.output()
-        write_json(out["summary"], {"rows": len(FRAME)})
+        out["summary"].dump({"rows": len(FRAME)})
         maybe_fail("after_summary")
-        with atomic_output_path(out["table"]) as tmp:
+        with out["table"].writing() as tmp:
             write_parquet(FRAME, tmp)
             with open(tmp, "r+b") as fh:  # a half-written file at the moment of the failure
                 fh.truncate(os.path.getsize(tmp) // 2)
             maybe_fail("mid_table")
             write_parquet(FRAME, tmp)
-        with atomic_output_path(out["report"]) as tmp:
-            os.makedirs(os.path.join(tmp, "plots"))
-            with open(os.path.join(tmp, "index.html"), "w") as fh:
-                fh.write("<h1>report</h1>")
+        with out["report"].writing() as tmp:
+            (tmp / "plots").mkdir()
+            (tmp / "index.html").write_text("<h1>report</h1>")
             maybe_fail("mid_folder")
-            with open(os.path.join(tmp, "plots", "residuals.png"), "wb") as fh:
-                fh.write(b"\x89PNG fake")
+            (tmp / "plots" / "residuals.png").write_bytes(b"\x89PNG fake")

@@ -1,5 +1,5 @@
-"""Luigi outputs in S3 stay atomic: a task failed or killed mid-way is incomplete, the same command run
-again completes it. Same tests on a local folder (LocalTarget) and on the moto S3 server (S3Target)."""
+"""Task outputs stay atomic on both storages: a task failed or killed mid-way is incomplete, the same command run
+again completes it. Same tests on a local folder and on the moto S3 server (tasks.targets.Output over the port)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import luigi
 import pandas as pd
 import pytest
-from luigi.contrib.s3 import S3FlagTarget, S3Target
 
-import tasks.s3_targets as s3_targets
-from tasks.s3_targets import atomic_output_path, folder_target, read_parquet_target, target_for, upload_folder
-from tasks.targets import read_json
+from tasks.targets import Output, work_storage
 from tests.storage.conftest import S3Env
-from tests.storage.s3_tasks import FRAME, ThreeOutputs
-from tripduration.io.storage import storage_for
+from tests.storage.output_tasks import FRAME, ThreeOutputs
+from tripduration.io import open_storage as storage_for
+from tripduration.io.s3 import S3Storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,29 +43,26 @@ def root(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str
 
 
 def _objects(root: str) -> list[str]:
-    store = storage_for(root)
-    return [k for k in store.list() if "-luigi-tmp-" not in k]
+    return storage_for(root).list()
 
 
 def _assert_complete_and_correct(root: str) -> None:
     task = ThreeOutputs(root=root)
     assert task.complete()
     out = task.output()
-    assert read_json(out["summary"]) == {"rows": 3}
-    pd.testing.assert_frame_equal(read_parquet_target(out["table"]), FRAME)
+    assert out["summary"].load() == {"rows": 3}
+    pd.testing.assert_frame_equal(out["table"].load(), FRAME)
     assert sorted(_objects(root)) == sorted(
         ["summary.json", "table.parquet", "report/index.html", "report/plots/residuals.png"]
         + (["report/_SUCCESS"] if root.startswith("s3://") else [])
     )
 
 
-def test_targets_follow_the_scheme(root: str) -> None:
+def test_outputs_follow_the_scheme(root: str) -> None:
     out = ThreeOutputs(root=root).output()
-    if root.startswith("s3://"):
-        assert isinstance(out["summary"], S3Target) and isinstance(out["report"], S3FlagTarget)
-        assert out["report"].path.endswith("/report/")
-    else:
-        assert all(type(t) is luigi.LocalTarget for t in out.values())
+    kind = S3Storage if root.startswith("s3://") else type(storage_for("/tmp"))
+    assert all(isinstance(t.storage, kind) for t in out.values())
+    assert out["report"].path == f"{root}/report" and out["summary"].path == f"{root}/summary.json"
 
 
 @pytest.mark.parametrize("point", ["after_summary", "mid_table", "mid_folder"])
@@ -89,7 +83,7 @@ def test_failed_run_is_incomplete_and_rerun_completes(root: str, point: str, run
 def test_killed_process_leaves_no_partial_object_and_rerun_completes(root: str, run_tasks) -> None:
     """SIGKILL while the parquet file is half written: nothing of it reaches the store."""
     code = (
-        "import luigi, sys; from tests.storage.s3_tasks import ThreeOutputs; "
+        "import luigi, sys; from tests.storage.output_tasks import ThreeOutputs; "
         "luigi.build([ThreeOutputs(root=sys.argv[1])], local_scheduler=True, log_level='WARNING')"
     )
     env = {**os.environ, "STORAGE_TEST_FAIL_AT": "kill:mid_table", "PYTHONPATH": str(ROOT)}
@@ -123,26 +117,19 @@ def test_complete_only_when_every_output_exists(root: str, run_tasks, tmp_path: 
     assert run_tasks([ThreeOutputs(root=root)]).ran == []
 
 
-def test_exception_inside_open_w_writes_nothing(root: str) -> None:
-    target = target_for(f"{root}/half.txt")
-    with pytest.raises(RuntimeError), target.open("w") as fh:
-        fh.write("half of it")
+def test_exception_inside_writing_writes_nothing(root: str) -> None:
+    target = Output(storage_for(root), "half.json")
+    with pytest.raises(RuntimeError), target.writing() as tmp:
+        tmp.write_text("half of it")
         raise RuntimeError("interrupted")
-    assert not target.exists()
+    assert not target.exists() and _objects(root) == []
 
 
 # --------------------------------------------------------------------------- S3 folder uploads
-def test_folder_upload_interrupted_mid_way_is_incomplete_then_rerun_cleans_up(
-    s3_env: S3Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_folder_upload_interrupted_mid_way_is_incomplete_then_rerun_cleans_up(s3_env: S3Env) -> None:
     """The process dies between two files of a folder upload: no flag, the folder is not an output; the
     next upload replaces it, removes what the earlier attempt left, and writes the flag last."""
-    url = s3_env.url("work/report")
-    first = tmp_path / "first"
-    (first / "old-only").mkdir(parents=True)
-    (first / "a.txt").write_text("a1")
-    (first / "old-only" / "b.txt").write_text("b1")
-    real = s3_targets.S3Client().s3.meta.client
+    real = S3Storage(s3_env.url("work")).client
 
     class DiesOnSecondFile:
         """The boto3 client of a host that is lost after uploading one file."""
@@ -158,47 +145,41 @@ def test_folder_upload_interrupted_mid_way_is_incomplete_then_rerun_cleans_up(
                 raise ConnectionError("host lost mid-upload")
             return real.upload_file(*args, **kwargs)
 
-    with monkeypatch.context() as patch, pytest.raises(ConnectionError):
-        patch.setattr(s3_targets, "_boto3", lambda client: DiesOnSecondFile())
-        upload_folder(first, url)
-    assert storage_for(url).list() == ["a.txt"]
-    assert not folder_target(url).exists()
+    dying = Output(S3Storage(s3_env.url("work"), client=DiesOnSecondFile()), "report", folder=True)
+    with pytest.raises(ConnectionError), dying.writing() as first:
+        (first / "old-only").mkdir()
+        (first / "a.txt").write_text("a1")
+        (first / "old-only" / "b.txt").write_text("b1")
+    report = storage_for(s3_env.url("work/report"))
+    assert report.list() == ["a.txt"]
+    assert not Output(storage_for(s3_env.url("work")), "report", folder=True).exists()
 
-    second = tmp_path / "second"
-    second.mkdir()
-    (second / "a.txt").write_text("a2")
-    (second / "c.txt").write_text("c2")
-    assert upload_folder(second, url) == ["work/report/a.txt", "work/report/c.txt"]
-    assert storage_for(url).list() == ["_SUCCESS", "a.txt", "c.txt"]
-    assert storage_for(url).read_bytes("a.txt") == b"a2"
-    assert folder_target(url).exists()
+    def second(folder: Path) -> None:
+        (folder / "a.txt").write_text("a2")
+        (folder / "c.txt").write_text("c2")
+
+    Output(storage_for(s3_env.url("work")), "report", folder=True).dump_folder(second)
+    assert report.list() == ["_SUCCESS", "a.txt", "c.txt"]
+    assert report.read_bytes("a.txt") == b"a2"
+    assert Output(storage_for(s3_env.url("work")), "report", folder=True).exists()
 
 
-def test_wrong_kind_of_output_is_explained(s3_env: S3Env) -> None:
-    with (
-        pytest.raises(NotADirectoryError, match="folder output"),
-        atomic_output_path(folder_target(s3_env.url("r"))) as tmp,
-    ):
-        Path(tmp).write_text("a file, not a folder")
-    with (
-        pytest.raises(IsADirectoryError, match="folder_target"),
-        atomic_output_path(target_for(s3_env.url("f"))) as tmp,
-    ):
-        os.makedirs(tmp)
-    with pytest.raises(FileNotFoundError, match="nothing was written"), atomic_output_path(target_for(s3_env.url("g"))):
+def test_a_file_output_written_as_nothing_or_a_folder_is_refused(s3_env: S3Env) -> None:
+    store = storage_for(s3_env.url())
+    with pytest.raises(FileNotFoundError, match="nothing was written"), Output(store, "f.json").writing() as tmp:
+        tmp.mkdir()
+    with pytest.raises(FileNotFoundError, match="nothing was written"), Output(store, "g.json").writing():
         pass
-    assert storage_for(s3_env.url()).list() == []
+    assert store.list() == []
 
 
-def test_s3_client_reads_the_luigi_config_section(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_storage_reads_the_luigi_config_section(s3_env: S3Env, config, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the AWS environment variables, luigi.cfg's [s3] section alone reaches the server."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
-    monkeypatch.setattr(s3_targets, "_CLIENTS", {})  # no client built while the variables were set
-    store = s3_targets.storage_from_config(s3_env.url("cfg"))
+    config.set("paths", "work_dir", s3_env.url("cfg"))
+    store = work_storage()
     store.write_bytes("k", b"via [s3]")
-    assert target_for(s3_env.url("cfg/k")).exists()
-    local = Path(s3_targets.tempfile.mkdtemp()) / "t.parquet"
-    FRAME.to_parquet(local, index=False)
-    s3_targets.upload_file(local, s3_env.url("cfg/t.parquet"))
-    pd.testing.assert_frame_equal(read_parquet_target(target_for(s3_env.url("cfg/t.parquet"))), FRAME)
+    assert Output(store, "k").exists()
+    Output(store, "t.parquet").dump(FRAME)
+    pd.testing.assert_frame_equal(Output(store, "t.parquet").load(), FRAME)
