@@ -211,10 +211,10 @@ def _sweep(central: bool) -> None:
 
 
 def _preflight_and_build(
-    tasks: list[luigi.Task], kwargs: dict[str, object], address: str | None, outcome: JobOutcome
+    tasks: list[luigi.Task], kwargs: dict[str, object], central: tuple[str, int] | None, outcome: JobOutcome
 ) -> int:
     codes = luigi.retcodes.retcode()
-    _sweep(address is not None)
+    _sweep(central is not None)
     if not all(task.complete() for task in tasks):
         started = time.monotonic()
         missing = missing_months(tasks)
@@ -235,11 +235,15 @@ def _preflight_and_build(
         outcome.result = result
     except luigi.rpc.RPCError as exc:
         cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        host, port = central or ("?", "?")
         log.error(
-            "lost the central scheduler at %s during the run (%s): tasks that finished are kept; start it "
-            "again (`make scheduler`) and rerun, or rerun without --scheduler-host/--scheduler-port",
-            address,
+            "lost the central scheduler at %s:%s during the run (%s): tasks that finished are kept; start it "
+            "again with `make scheduler` (SCHEDULER_PORT=%s for this port) and rerun, or rerun without "
+            "--scheduler-host/--scheduler-port",
+            host,
+            port,
             cause,
+            port,
         )
         return SCHEDULER_LOST
     return exit_code(result, tasks)
@@ -275,7 +279,7 @@ def run(
             check_scheduler(*central)
         offer_cores(f"http://{address}" if central else None)
         with contextlib.nullcontext() if central else work_dir_lock(_local_work_dir()):
-            return _preflight_and_build(tasks, kwargs, address, outcome)
+            return _preflight_and_build(tasks, kwargs, central, outcome)
     except SchedulerUnreachableError as exc:
         log.error("%s", exc)
         return SCHEDULER_UNREACHABLE
