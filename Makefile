@@ -80,8 +80,12 @@ scheduler-stop: ## stop luigid (it saves its state on a clean shutdown)
 scheduler-status: ## is luigid running, and on which port?
 	bin/scheduler status
 
-clean: ## remove pipeline outputs (var/work, models); keeps the venv, luigid's state/history and all logs
-	rm -rf var/work models
+# holds the run's lock on var/work (an flock on the directory, tasks/ops/lock.py) while removing: refused while
+# a run holds it, and no run starts meanwhile
+clean: ## remove pipeline outputs (var/work, models), refused during a run; keeps the venv, luigid's state/history, logs
+	@mkdir -p var/work && flock --nonblock --conflict-exit-code 75 var/work rm -rf var/work models; code=$$?; \
+	  if [ $$code = 75 ]; then echo "make clean: a run holds var/work (var/work/.pipeline.lock names it); let it finish or stop it, then run make clean again" >&2; fi; \
+	  exit $$code
 
 clean-ops: ## remove luigid's state, history db, pid file and logs, and cron logs (refused while luigid runs)
 	@if SCHEDULER_DIR="$(SCHEDULER_DIR)" bin/scheduler status >/dev/null 2>&1; then \

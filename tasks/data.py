@@ -12,8 +12,8 @@ from tasks.base import PipelineTask, SourceFile
 from tasks.params import ColorParameter, MonthParameter
 from tasks.settings import DownloadConfig, PathsConfig, ValidationConfig
 from tasks.targets import Output, dump, load, raw_storage, zone_lookup_file
+from tripduration.data.fetch import SlowSourceError, TransferLimits, download_progress
 from tripduration.data.fetch import download as fetch_url
-from tripduration.data.fetch import download_progress
 from tripduration.data.months import format_month
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validated_month
@@ -29,6 +29,8 @@ class TripData(SourceFile, PipelineTask):
     Otherwise downloads it from ``[download] url_template`` into the work directory: streamed to a temporary
     file, checked to be readable parquet, then moved into place. A transfer that broke is retried with backoff;
     a month that is not there (404, DNS failure, refused) fails at once, and ``[download] offline`` never downloads.
+    ``[download] deadline_seconds`` bounds the whole download and ``min_bytes_per_second`` its rate: a slow
+    source fails the task (naming the URL, nothing kept) instead of holding the run and its lock for hours.
     """
 
     color = ColorParameter()
@@ -54,15 +56,23 @@ class TripData(SourceFile, PipelineTask):
                 f"not fetching {url}",
                 transient=False,
             )
-        with self.output().writing() as tmp:
-            fetch_url(
-                url,
-                tmp,
-                timeout=cfg.timeout_seconds,
-                retries=cfg.retries,
-                backoff=cfg.backoff_seconds,
-                progress=download_progress(url, self.progress),
-            )
+        limits = TransferLimits(cfg.deadline_seconds, cfg.min_bytes_per_second, cfg.min_rate_window_seconds)
+        try:
+            with self.output().writing() as tmp:
+                fetch_url(
+                    url,
+                    tmp,
+                    timeout=cfg.timeout_seconds,
+                    retries=cfg.retries,
+                    backoff=cfg.backoff_seconds,
+                    progress=download_progress(url, self.progress),
+                    limits=limits,
+                )
+        except SlowSourceError as exc:  # name the settings that decided it
+            raise SlowSourceError(
+                f"{exc} ([download] deadline_seconds = {cfg.deadline_seconds:g}, min_bytes_per_second = "
+                f"{cfg.min_bytes_per_second:g}, min_rate_window_seconds = {cfg.min_rate_window_seconds:g})"
+            ) from exc
 
     def url(self) -> str:
         return DownloadConfig().url_template.format(color=self.color, month=format_month(self.month))

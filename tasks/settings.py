@@ -51,6 +51,9 @@ class DownloadConfig(Section):
         description="URL of a month's file; {color} and {month} (YYYY-MM) are filled in",
     )
     timeout_seconds = luigi.FloatParameter(default=60.0)
+    deadline_seconds = luigi.FloatParameter(default=1800.0, description="bounds a whole download, retries included")
+    min_bytes_per_second = luigi.FloatParameter(default=20000.0, description="slower over a window fails (0: none)")
+    min_rate_window_seconds = luigi.FloatParameter(default=30.0, description="the window; the first is the grace")
     retries = luigi.IntParameter(default=4, description="extra attempts after a transient error")
     backoff_seconds = luigi.FloatParameter(default=2.0, description="first wait; doubles each retry")
     offline = luigi.BoolParameter(

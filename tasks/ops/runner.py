@@ -2,8 +2,8 @@
 
 Used by ``pipeline.py`` (and so by cron). Luigi's own process lock is keyed on the exact command line and
 ``luigi.build`` takes none, so two overlapping runs with the local scheduler could run the same task twice:
-the lock here belongs to the work directory instead. With the central scheduler, luigid coordinates the
-workers and no lock is taken, so several worker processes can share one graph.
+the lock taken here (``tasks.ops.lock``) belongs to the work directory instead. With the central scheduler,
+luigid coordinates the workers and no lock is taken, so several worker processes can share one graph.
 
 Everything an operator can get wrong is decided before luigi starts, within seconds: a month that is not
 available (exit 20), a lock held by a live, possibly hung run (exit 10), no luigid at the given address
@@ -14,14 +14,8 @@ available (exit 20), a lock held by a live, possibly hung run (exit 10), no luig
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import errno
-import fcntl
 import logging
-import os
-import shlex
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +30,7 @@ from luigi.task import flatten
 from luigi.task_register import Register
 
 from tasks.data import TripData
+from tasks.ops.lock import AlreadyRunningError, work_dir_lock
 from tasks.ops.process import explain_write_error, usable_cpus
 from tasks.settings import DownloadConfig
 from tasks.targets import raw_storage, registry_storage, work_storage
@@ -50,133 +45,10 @@ log = logging.getLogger("luigi-interface")
 SCHEDULER_UNREACHABLE = 45
 #: exit code: luigid stopped answering during the run (killed, restarted); finished tasks are kept
 SCHEDULER_LOST = 46
-#: a run holding the work-directory lock for longer than this is named as possibly hung
-HUNG_AFTER_SECONDS = 6 * 3600
 
 # luigi.rpc reads [core] rpc_retry_attempts / rpc_retry_wait / rpc_connect_timeout from the raw config, but
 # luigi's `core` Config class does not declare them, so every run would warn that they are "not consumed"
 warnings.filterwarnings("ignore", message=r".*parameter 'rpc_\w+' .* not consumed by the task 'core'")
-
-
-class AlreadyRunningError(RuntimeError):
-    """Another run holds the work directory's lock."""
-
-
-def _lock_record() -> str:
-    """What the holder writes into the lock file, so a later run can say who holds it and since when."""
-    started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
-    return f"pid {os.getpid()}\nstarted {started}\nhost {socket.gethostname()}\ncommand {command}\n"
-
-
-def _read_record(text: str) -> dict[str, str]:
-    record = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key and value:
-            record[key] = value.strip()
-    return record
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _flock_holders(path: Path) -> set[int] | None:
-    """Pids the kernel lists as holding a flock on ``path`` (Linux ``/proc/locks``); None if it cannot tell."""
-    try:
-        st = path.stat()
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return None
-    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    holders = set()
-    for line in lines:
-        fields = line.replace("->", "").split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].lower() == wanted:
-            holders.add(int(fields[4]))
-    return holders
-
-
-def _age(started: str, now: dt.datetime) -> float | None:
-    try:
-        return (now - dt.datetime.fromisoformat(started)).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
-def describe_holder(lock_path: Path, now: dt.datetime | None = None) -> str:
-    """Who holds ``lock_path``, since when, and whether it looks hung; never names a process that has ended.
-
-    The record in the file is trusted only if its pid is alive and (where the kernel can tell) holds the
-    lock: a record left by a killed run (its flock was released by the kernel) is stale.
-    """
-    now = now or dt.datetime.now().astimezone()
-    try:
-        record = _read_record(lock_path.read_text())
-    except OSError:
-        record = {}
-    pid = int(record["pid"]) if record.get("pid", "").isdigit() else None
-    holders = _flock_holders(lock_path)
-    same_host = record.get("host") in (None, socket.gethostname())
-    if pid is None or (same_host and not _pid_alive(pid)) or (holders and pid not in holders):
-        alive = sorted(h for h in holders or () if _pid_alive(h))
-        who = f"pid {', '.join(map(str, alive))}" if alive else "another process"
-        return f"{lock_path} is held by {who}, which did not record when it started"
-    started = record.get("started", "an unknown time")
-    age = _age(started, now)
-    text = (
-        f"{lock_path} is held by pid {pid} on {record.get('host', '?')} "
-        f"({record.get('command', 'unknown command')}), running since {started}"
-    )
-    if age is not None and age >= HUNG_AFTER_SECONDS:
-        return (
-            f"{text} ({age / 3600:.1f} h ago): it may be hung. Check it with `ps -o pid,etime,args -p {pid}` "
-            f"and its log; if it makes no progress, stop it with `kill {pid}` (the next run resumes where it stopped)"
-        )
-    ago = f" ({age / 60:.0f} min ago)" if age is not None else ""
-    return f"{text}{ago}: a run on this work directory is going on; try again when it has finished"
-
-
-@contextlib.contextmanager
-def work_dir_lock() -> Iterator[Path | None]:
-    """Hold an exclusive, non-blocking lock on the work directory for the life of the run.
-
-    The kernel releases it when the process dies, so a killed run never leaves a stale lock. The file
-    records the holder's pid, start time, host and command line for :func:`describe_holder`.
-
-    A work directory in object storage takes no lock: a local file would not stop a run on another host. There,
-    luigid coordinates (it gives each task to one worker) or the operator runs one command at a time.
-    """
-    work = work_storage().local_root
-    if work is None:
-        yield None
-        return
-    work.mkdir(parents=True, exist_ok=True)
-    lock_path = work / ".pipeline.lock"
-    with open(lock_path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunningError(describe_holder(lock_path)) from None
-            raise
-        fh.seek(0)
-        fh.truncate()
-        fh.write(_lock_record())
-        fh.flush()
-        try:
-            yield lock_path
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _walk(tasks: Iterable[luigi.Task]) -> Iterator[luigi.Task]:
@@ -318,6 +190,12 @@ def _build_kwargs(
     return kwargs, (host, port)
 
 
+def _local_work_dir() -> Path | None:
+    """The work directory to lock: None for one in object storage (a local lock would not stop another host; there
+    luigid coordinates, or the operator runs one command at a time)."""
+    return work_storage().local_root
+
+
 def _sweep(central: bool) -> None:
     """Remove files a killed run left half-written; with luigid other workers may be writing right now, so
     only old ones are removed then."""
@@ -331,10 +209,10 @@ def _sweep(central: bool) -> None:
 
 
 def _preflight_and_build(
-    tasks: list[luigi.Task], kwargs: dict[str, object], address: str | None, outcome: JobOutcome
+    tasks: list[luigi.Task], kwargs: dict[str, object], central: tuple[str, int] | None, outcome: JobOutcome
 ) -> int:
     codes = luigi.retcodes.retcode()
-    _sweep(address is not None)
+    _sweep(central is not None)
     if not all(task.complete() for task in tasks):
         started = time.monotonic()
         missing = missing_months(tasks)
@@ -355,11 +233,15 @@ def _preflight_and_build(
         outcome.result = result
     except luigi.rpc.RPCError as exc:
         cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        host, port = central or ("?", "?")
         log.error(
-            "lost the central scheduler at %s during the run (%s): tasks that finished are kept; start it "
-            "again (`make scheduler`) and rerun, or rerun without --scheduler-host/--scheduler-port",
-            address,
+            "lost the central scheduler at %s:%s during the run (%s): tasks that finished are kept; start it "
+            "again with `make scheduler` (SCHEDULER_PORT=%s for this port) and rerun, or rerun without "
+            "--scheduler-host/--scheduler-port",
+            host,
+            port,
             cause,
+            port,
         )
         return SCHEDULER_LOST
     return exit_code(result, tasks)
@@ -394,8 +276,8 @@ def run(
         if central:
             check_scheduler(*central)
         offer_cores(f"http://{address}" if central else None)
-        with contextlib.nullcontext() if central else work_dir_lock():
-            return _preflight_and_build(tasks, kwargs, address, outcome)
+        with contextlib.nullcontext() if central else work_dir_lock(_local_work_dir()):
+            return _preflight_and_build(tasks, kwargs, central, outcome)
     except SchedulerUnreachableError as exc:
         log.error("%s", exc)
         return SCHEDULER_UNREACHABLE

@@ -3,8 +3,8 @@ and a run that finds the work directory locked says who holds it, since when, an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import fcntl
 import os
 import socket
 import subprocess
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tasks.ops.lock import AlreadyRunningError, work_dir_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,17 +55,17 @@ def test_zero_workers_in_luigi_cfg_is_refused_instead_of_hanging(pipeline_env, t
 
 
 # --------------------------------------------------------------------------- the lock and its holder
-def hold_lock(work_dir: Path, record: str | None):
-    """Hold the work directory's flock from this process (another open file: it conflicts like another process)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(work_dir / ".pipeline.lock", "a+")  # noqa: SIM115 - closed by the caller
-    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    if record is not None:
-        fh.seek(0)
-        fh.truncate()
-        fh.write(record)
-        fh.flush()
-    return fh
+def hold_lock(work_dir: Path, record: str | None) -> contextlib.ExitStack:
+    """Hold the work directory's lock from this process (a second taking conflicts like another process), with
+    ``record`` as its record (None: a holder that wrote none, named by the kernel's lock table alone)."""
+    held = contextlib.ExitStack()
+    path = held.enter_context(work_dir_lock(work_dir))
+    assert path is not None
+    if record is None:
+        path.unlink()
+    else:
+        path.write_text(record)
+    return held
 
 
 def dead_pid() -> int:
@@ -79,13 +81,12 @@ def record(pid: int, started: dt.datetime, command: str = "pipeline.py monthly -
 
 
 def test_the_lock_records_pid_start_host_and_command(pipeline_env):
-    from tasks.ops.runner import work_dir_lock
-
-    with work_dir_lock() as path:
+    with work_dir_lock(pipeline_env.work_dir) as path:
+        assert path is not None
         text = path.read_text()
     assert f"pid {os.getpid()}\n" in text
     assert f"host {socket.gethostname()}\n" in text and "started 20" in text and "command " in text
-    assert path.read_text() == "", "a finished run leaves no record"
+    assert not path.exists(), "a finished run leaves no record"
 
 
 def test_a_live_holder_is_named_with_its_start_time(pipeline_env, tmp_path):
@@ -103,12 +104,10 @@ def test_a_live_holder_is_named_with_its_start_time(pipeline_env, tmp_path):
 
 
 def test_a_holder_running_for_hours_is_named_as_possibly_hung(pipeline_env):
-    from tasks.ops.runner import AlreadyRunningError, work_dir_lock
-
     started = dt.datetime.now().astimezone() - dt.timedelta(hours=7)
     held = hold_lock(pipeline_env.work_dir, record(os.getpid(), started))
     try:
-        with pytest.raises(AlreadyRunningError) as info, work_dir_lock():
+        with pytest.raises(AlreadyRunningError) as info, work_dir_lock(pipeline_env.work_dir):
             pass
     finally:
         held.close()
@@ -118,13 +117,11 @@ def test_a_holder_running_for_hours_is_named_as_possibly_hung(pipeline_env):
 
 
 def test_a_stale_record_never_names_a_dead_process_as_the_holder(pipeline_env):
-    from tasks.ops.runner import AlreadyRunningError, work_dir_lock
-
     gone = dead_pid()
     # the lock is held (by this process) while the file still describes a run that has ended
     held = hold_lock(pipeline_env.work_dir, record(gone, dt.datetime.now().astimezone()))
     try:
-        with pytest.raises(AlreadyRunningError) as info, work_dir_lock():
+        with pytest.raises(AlreadyRunningError) as info, work_dir_lock(pipeline_env.work_dir):
             pass
     finally:
         held.close()
@@ -134,9 +131,8 @@ def test_a_stale_record_never_names_a_dead_process_as_the_holder(pipeline_env):
 
 
 def test_a_lock_file_left_by_a_dead_run_is_no_obstacle(pipeline_env):
-    from tasks.ops.runner import work_dir_lock
-
     pipeline_env.work_dir.mkdir(parents=True)
     (pipeline_env.work_dir / ".pipeline.lock").write_text(record(dead_pid(), dt.datetime(2020, 1, 1)))
-    with work_dir_lock() as path:
+    with work_dir_lock(pipeline_env.work_dir) as path:
+        assert path is not None
         assert path.read_text().startswith(f"pid {os.getpid()}\n")

@@ -226,6 +226,7 @@ def test_luigid_killed_mid_run_ends_the_worker_with_one_line_and_exit_46_and_a_r
     assert code == 46, out[-3000:]
     lines = [line for line in out.splitlines() if "lost the central scheduler" in line]
     assert len(lines) == 1 and f"at 127.0.0.1:{daemon.port} during the run" in lines[0], out[-3000:]
+    assert f"(SCHEDULER_PORT={daemon.port} for this port)" in lines[0]
     assert "Traceback" not in out.split(lines[0])[1], "nothing after the one line"
     assert "raise RPCError" not in out, out
     assert ended_after < 60, f"the worker needed {ended_after:.0f} s to give up"

@@ -46,9 +46,12 @@ def test_cron_exits_with_missing_data_code_when_the_month_is_not_published(pipel
 
 def test_cron_exits_with_already_running_code_while_another_run_holds_the_lock(pipeline_env, tmp_path):
     pipeline_env.work_dir.mkdir(parents=True)
-    with open(pipeline_env.work_dir / ".pipeline.lock", "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as a running pipeline.py does
+    held = os.open(pipeline_env.work_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running pipeline.py does (tasks/ops/lock.py)
         result = cron(pipeline_env.cfg_file, tmp_path / "logs", "monthly", "--month", "2021-03", cwd=tmp_path)
+    finally:
+        os.close(held)
     assert result.returncode == 10
     log = next((tmp_path / "logs").glob("*.log")).read_text()
     # the holder (this test process) did not write a record: the kernel's lock table names it anyway

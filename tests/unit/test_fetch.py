@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tripduration.data.fetch import check_url, download, probe, probe_all
+from tripduration.data.fetch import TransferLimits, check_url, download, probe, probe_all
 from tripduration.errors import DownloadError
 
 
@@ -388,3 +388,144 @@ def test_timeouts_are_retried(tmp_path, sleeps):
     assert info.value.transient is True
     assert calls == [3.0] * 4
     assert sleeps == [2.0, 4.0, 8.0]
+
+
+# --------------------------------------------------------------------------- issue 21.3: a slow source
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces ``SIZE`` bytes and sends them ``STEP`` bytes every ``PAUSE`` s (2 kB/s): a source too slow."""
+
+    protocol_version = "HTTP/1.1"
+    SIZE, STEP, PAUSE = 40_000, 100, 0.05
+
+    def log_message(self, *_args: object) -> None:
+        return None
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.SIZE))
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.server.hits[self.path] += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.SIZE))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        stop = self.server.stop  # type: ignore[attr-defined]
+        try:
+            for _ in range(0, self.SIZE, self.STEP):
+                if stop.is_set():
+                    return
+                self.wfile.write(b"\0" * self.STEP)
+                self.wfile.flush()
+                time.sleep(self.PAUSE)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client gave up: what the test wants
+
+
+@pytest.fixture
+def trickle() -> Iterator[http.server.ThreadingHTTPServer]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    httpd.hits = collections.Counter()  # type: ignore[attr-defined]
+    httpd.stop = threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.stop.set()  # type: ignore[attr-defined]
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def test_a_trickling_source_fails_at_the_deadline_naming_the_url_and_keeps_nothing(trickle, tmp_path, sleeps):
+    url = url_of(trickle, "/green_tripdata_2021-07.parquet")
+    dest = tmp_path / "x.parquet"
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download(url, dest, timeout=5, sleep=sleeps, limits=TransferLimits(deadline=1.5))
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert message.startswith(f"{url}: not downloaded within the deadline of 1.5 s (")
+    assert "bytes received); not retried, nothing kept" in message and info.value.transient is False
+    assert elapsed < 1.5 + 5 + 5, f"{elapsed:.1f} s: a read may end one timeout late, never more"
+    assert trickle.hits["/green_tripdata_2021-07.parquet"] == 1 and sleeps == []
+    assert not dest.exists()
+
+
+def test_a_source_below_the_minimum_rate_fails_after_the_window(trickle, tmp_path, sleeps):
+    url = url_of(trickle, "/green_tripdata_2021-07.parquet")
+    dest = tmp_path / "x.parquet"
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=re.escape(url) + r": too slow: \d+ bytes in [12] s") as info:
+        download(url, dest, timeout=5, sleep=sleeps, limits=TransferLimits(min_rate=10_000, window=1))
+    assert time.monotonic() - started < 1 + 5 + 5
+    assert "below the minimum of 10000 bytes/s over 1 s; not retried, nothing kept" in str(info.value)
+    assert info.value.transient is False and sleeps == []
+    assert not dest.exists()
+
+
+class Clock:
+    """A fake monotonic clock; ``sleep`` advances it (to check the deadline counts the waits between attempts)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Paced(io.BytesIO):
+    """A response whose every read1 takes ``seconds`` of the fake clock."""
+
+    def __init__(self, clock: Clock, chunks: list[tuple[bytes, float]]) -> None:
+        super().__init__()
+        self.clock, self.chunks, self.headers = clock, list(chunks), {}
+
+    def read1(self, _size: int = -1) -> bytes:
+        if not self.chunks:
+            return b""
+        data, seconds = self.chunks.pop(0)
+        self.clock.now += seconds
+        return data
+
+
+def test_the_rate_is_kept_over_every_window_not_on_average(tmp_path):
+    """Fast for 10 s, then a trickle: the average since the start stays high for minutes; the window catches it."""
+    clock = Clock()
+    chunks = [(b"x" * 100_000, 1.0)] * 10 + [(b"x" * 10, 1.0)] * 1000
+    with pytest.raises(DownloadError, match=r"too slow: 50 bytes in 5 s \(10 bytes/s, 1000050 received\)"):
+        download(
+            "https://example.invalid/x.parquet", tmp_path / "x", sleep=clock.sleep, clock=clock,
+            opener=lambda *_a, **_k: Paced(clock, chunks), limits=TransferLimits(min_rate=1000, window=5),
+        )  # fmt: skip
+    assert clock.now == 15.0  # failed at the end of the first slow window (10 s + 5 s)
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_deadline_counts_every_attempt_and_wait_and_bounds_each_attempts_timeout(tmp_path):
+    clock, timeouts = Clock(), []
+
+    def opener(_url: str, timeout: float) -> None:
+        timeouts.append(timeout)
+        clock.now += timeout  # a read timeout: each attempt waits for the whole socket timeout
+        raise TimeoutError("timed out")
+
+    with pytest.raises(DownloadError) as info:
+        download(
+            "https://example.invalid/x.parquet", tmp_path / "x", timeout=4, retries=10, backoff=1, sleep=clock.sleep,
+            clock=clock, opener=opener, limits=TransferLimits(deadline=12),
+        )  # fmt: skip
+    # 4 s attempt, wait 1, 4 s attempt, wait 2, then only 1 s is left: the last attempt gets that, not a whole
+    # timeout; the next wait (4 s) would cross the deadline
+    assert timeouts == [4, 4, 1] and clock.slept == [1, 2] and clock.now == 12
+    assert str(info.value) == (
+        "https://example.invalid/x.parquet: not downloaded within the deadline of 12 s (12 s spent, last attempt: "
+        "TimeoutError: timed out); not retried, nothing kept: use a faster source or a longer deadline"
+    )

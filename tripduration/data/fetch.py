@@ -20,6 +20,8 @@ from tripduration.errors import DownloadError, TripDataError
 
 ALLOWED_SCHEMES = ("http", "https", "file")
 CHUNK = 1 << 20
+#: seconds between two progress reports of a download (each may be a call to luigid)
+PROGRESS_EVERY = 1.0
 
 
 def check_url(url: str) -> str:
@@ -60,17 +62,96 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError | ConnectionError | DownloadError) and getattr(exc, "transient", True)
 
 
+@dataclass(frozen=True)
+class TransferLimits:
+    """Bounds on a whole :func:`download`, so that a slow source cannot hold a run for hours.
+
+    ``deadline``: seconds for everything (every attempt and the waits between them); None: no deadline. The
+    socket timeout bounds each read, so a download ends at the latest one timeout after the deadline.
+    ``min_rate``: bytes per second a transfer must keep over every ``window`` seconds (0: no minimum). The
+    first window, from the moment the request is sent, is the grace period for connecting and starting.
+    Neither is retried: a source this slow now is slow on the next attempt too; the next run tries again.
+    """
+
+    deadline: float | None = None
+    min_rate: float = 0.0
+    window: float = 30.0
+
+
+NO_LIMITS = TransferLimits()
+
+
+class SlowSourceError(DownloadError):
+    """A download ended by its :class:`TransferLimits`: past the deadline, or below the minimum rate."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+class _Pace:
+    """Keeps :class:`TransferLimits` for one download: :meth:`check` raises :class:`SlowSourceError`."""
+
+    def __init__(self, url: str, limits: TransferLimits, clock: Callable[[], float]) -> None:
+        self.url, self.limits, self.clock = url, limits, clock
+        self.started = clock()
+        self.window_started, self.window_done = self.started, 0
+
+    def remaining(self) -> float:
+        if self.limits.deadline is None:
+            return float("inf")
+        return self.limits.deadline - (self.clock() - self.started)
+
+    def begin_attempt(self, why_not: str = "") -> None:
+        if self.remaining() <= 0:
+            raise self.late(0, why_not)
+        self.window_started, self.window_done = self.clock(), 0
+
+    def check(self, done: int) -> None:
+        """After each read of an attempt that has received ``done`` bytes so far."""
+        if self.remaining() < 0:
+            raise self.late(done)
+        spent = self.clock() - self.window_started
+        if self.limits.min_rate > 0 and spent >= self.limits.window:
+            got = done - self.window_done
+            if got < self.limits.min_rate * spent:
+                raise SlowSourceError(
+                    f"{self.url}: too slow: {got} bytes in {spent:.0f} s ({got / spent:.0f} bytes/s, "
+                    f"{done} received), below the minimum of {self.limits.min_rate:g} bytes/s over "
+                    f"{self.limits.window:g} s; not retried, nothing kept: use a faster source or lower the minimum"
+                )
+            self.window_started, self.window_done = self.clock(), done
+
+    def late(self, done: int, why_not: str = "") -> SlowSourceError:
+        last = f", last attempt: {why_not}" if why_not else f", {done} bytes received"
+        return SlowSourceError(
+            f"{self.url}: not downloaded within the deadline of {self.limits.deadline:g} s "
+            f"({self.clock() - self.started:.0f} s spent{last}); not retried, nothing kept: use a faster source "
+            "or a longer deadline"
+        )
+
+
 def _fetch_once(
-    url: str, dest: Path, timeout: float, opener: Callable[..., Any], progress: Callable[[int, int | None], None]
+    url: str,
+    dest: Path,
+    timeout: float,
+    opener: Callable[..., Any],
+    progress: Callable[[int, int | None], None],
+    pace: _Pace,
 ) -> int:
     with opener(url, timeout=timeout) as response, open(dest, "wb") as out:
         length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
         total = int(length) if length and str(length).isdigit() else None
-        done = 0
-        while chunk := response.read(CHUNK):
+        # read1: what has arrived, at most CHUNK; read(CHUNK) would wait for a whole MiB from a trickling source
+        read = getattr(response, "read1", response.read)
+        done, reported = 0, pace.clock()
+        while chunk := read(CHUNK):
             out.write(chunk)
             done += len(chunk)
-            progress(done, total)
+            pace.check(done)
+            if pace.clock() - reported >= PROGRESS_EVERY:
+                progress(done, total)
+                reported = pace.clock()
+        progress(done, total)
     if total is not None and done != total:
         raise DownloadError(f"{url}: connection closed after {done} of {total} bytes", transient=True)
     return done
@@ -96,30 +177,40 @@ def download(
     progress: Callable[[int, int | None], None] = lambda done, total: None,
     sleep: Callable[[float], None] = time.sleep,
     opener: Callable[..., Any] = urllib.request.urlopen,
+    limits: TransferLimits = NO_LIMITS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Stream ``url`` into ``dest`` and check it is readable parquet; return its size in bytes.
 
     A transfer that started and broke (reset or cut mid-body, a timeout after connecting, HTTP 5xx/408/429)
     is retried ``retries`` times with exponential backoff (``backoff``, ``2*backoff``, ...). A 404 (or other
     4xx), no such file, a failure to connect at all (DNS, refused, connect timeout) or a corrupt file fails
-    at once with a non-transient :class:`DownloadError` naming the URL. ``dest`` is written in place: the
-    caller passes a temporary path.
+    at once with a non-transient :class:`DownloadError` naming the URL. ``timeout`` bounds connecting and
+    each read; ``limits`` bound the whole download (a deadline, a minimum rate: :class:`TransferLimits`).
+    ``dest`` is written in place (the caller passes a temporary path) and removed on every failure.
     """
     check_url(url)
     dest = Path(dest)
-    attempt = 0
+    pace = _Pace(url, limits, clock)
+    attempt, why_not = 0, ""
     while True:
         try:
-            size = _fetch_once(url, dest, timeout, opener, progress)
+            pace.begin_attempt(why_not)
+            size = _fetch_once(url, dest, min(timeout, max(pace.remaining(), 0.001)), opener, progress, pace)
             break
         except Exception as exc:  # classified below; anything unknown is not retried
-            transient = _is_transient(exc)
+            dest.unlink(missing_ok=True)
+            if isinstance(exc, DownloadError) and not exc.transient:
+                raise  # names the URL already (too slow, past the deadline, ...)
+            transient, wait = _is_transient(exc), backoff * (2**attempt)
+            what = f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else f"{type(exc).__name__}: {exc}"
             if not transient or attempt >= retries:
-                dest.unlink(missing_ok=True)
-                what = f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else f"{type(exc).__name__}: {exc}"
                 hint = "giving up after retries" if transient else "not retried"
                 raise DownloadError(f"{url}: download failed ({what}); {hint}", transient=transient) from exc
-            sleep(backoff * (2**attempt))
+            why_not = what
+            if pace.remaining() < wait:
+                raise pace.late(0, why_not) from exc
+            sleep(wait)
             attempt += 1
     try:
         open_parquet(dest).metadata  # noqa: B018 - reading the footer is the check
