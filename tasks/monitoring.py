@@ -14,6 +14,7 @@ from tasks.targets import Output, load
 from tripduration.data.months import format_month
 from tripduration.monitoring.report import write_monitoring_report
 from tripduration.monitoring.steps import monitoring_report
+from tripduration.registry.metadata import ModelMetadata
 
 
 class MonitoringReport(ModelVersionTask):
@@ -41,11 +42,11 @@ class MonitoringReport(ModelVersionTask):
         report = monitoring_report(model, meta, self.reference_profile(meta), *data, month, thresholds, self.progress)
         self.output().dump_folder(lambda folder: write_monitoring_report(report, folder))
 
-    def reference_profile(self, meta: dict[str, Any]) -> dict[str, Any]:
+    def reference_profile(self, meta: ModelMetadata) -> dict[str, Any]:
         try:
-            return json.loads(model_registry(self.color).read_file(meta["version"], "reference_profile.json"))
+            return json.loads(model_registry(self.color).read_file(str(meta.version), "reference_profile.json"))
         except FileNotFoundError:
             raise RuntimeError(
-                f"{meta['name']} {meta['version']} has no reference_profile.json (registered before monitoring "
+                f"{meta.name} {meta.version} has no reference_profile.json (registered before monitoring "
                 "existed); register a model again (python pipeline.py) to monitor it"
             ) from None

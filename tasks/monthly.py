@@ -17,7 +17,7 @@ from tasks.settings import MonitoringConfig
 from tasks.targets import Output
 from tripduration.data.months import format_month
 from tripduration.monitoring.policy import retrain_decision
-from tripduration.registry.metadata import lineage_months
+from tripduration.registry.metadata import ModelMetadata
 
 
 class MonthlyRun(PipelineTask):
@@ -72,16 +72,16 @@ class MonthlyRun(PipelineTask):
     def decision_key(self) -> str:
         return f"MonthlyRun-{self.color}-{format_month(self.month)}"
 
-    def pinned_metadata(self) -> dict[str, Any]:
+    def pinned_metadata(self) -> ModelMetadata:
         cached = self.__dict__.get("_pinned_metadata")
         if cached is None:
-            cached = predictions.model_registry(self.color).metadata(self.model_version)
+            cached = predictions.model_registry(self.color).model_metadata(self.model_version)
             self.__dict__["_pinned_metadata"] = cached
         return cached
 
     def own_month(self) -> bool:
         """M is one of the pinned model's train / validation / test months: monitoring it would be no test."""
-        months = lineage_months(self.pinned_metadata())
+        months = self.pinned_metadata().months()
         return format_month(self.month) in {m for ms in months.values() for m in ms}
 
     def requires(self) -> dict[str, luigi.Task]:
@@ -103,7 +103,7 @@ class MonthlyRun(PipelineTask):
             "month": format_month(self.month),
             "color": self.color,
             "monitored_version": self.model_version,
-            "model_months": lineage_months(self.pinned_metadata()),
+            "model_months": self.pinned_metadata().months(),
             "predictions": predictions.path,
             "scoring": {k: scoring.get(k) for k in ("scored", "not_scored", "not_scored_by_reason", "clipped")},
             "retrained": False,
@@ -112,7 +112,7 @@ class MonthlyRun(PipelineTask):
     def _monitored_record(self) -> dict[str, Any]:
         monitoring_dir = self.input()["monitoring"]
         report = monitoring_dir.child("monitoring.json").load()
-        policy = retrain_decision(report, self.pinned_metadata().get("feature_importance"), MonitoringConfig().policy())
+        policy = retrain_decision(report, self.pinned_metadata().feature_importance, MonitoringConfig().policy())
         return {
             "verdict": report["verdict"],
             "reasons": report["reasons"],

@@ -13,6 +13,7 @@ from tasks.settings import RegistryConfig, ValidationConfig
 from tasks.targets import Output, dump, load, open_registry
 from tripduration.data.months import format_month
 from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, score_dispatchable
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.names import check_version
 from tripduration.registry.store import ModelRegistry
 
@@ -69,8 +70,11 @@ class ModelVersionTask(PipelineTask):
     def output_dir(self) -> str:
         return f"{super().output_dir()}-{self.resolved_version()}"
 
-    def load(self) -> tuple[Any, dict[str, Any]]:
-        return model_registry(self.color).load_model(self.resolved_version())
+    def load(self) -> tuple[Any, ModelMetadata]:
+        """The model (sha256 checked before unpickling) and its metadata, typed."""
+        registry, version = model_registry(self.color), self.resolved_version()
+        model, _ = registry.load_model(version)
+        return model, registry.model_metadata(version)
 
 
 class BatchPredictions(ModelVersionTask):
@@ -102,7 +106,7 @@ class BatchPredictions(ModelVersionTask):
         rejected = load(self.input()["rejected.parquet"], [*columns, "reason"])
         plausible = (cfg.min_duration_min, cfg.max_duration_min)
         predictions, facts = score_dispatchable(
-            model, kept, rejected, meta["name"], meta["version"], plausible, progress=self.progress
+            model, kept, rejected, str(meta.name), str(meta.version), plausible, progress=self.progress
         )
         dump(self.scoring_target(), {**facts, "month": format_month(self.month)})
         dump(self.output(), predictions)  # last: it marks completion

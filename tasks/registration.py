@@ -17,7 +17,7 @@ from tasks.settings import RegistryConfig
 from tasks.targets import Output, dump, load, open_registry
 from tasks.training import FinalModel
 from tripduration.data.months import format_month
-from tripduration.registry.metadata import model_metadata, month_lineage
+from tripduration.registry.metadata import MonthRecord, model_metadata, month_lineage
 from tripduration.registry.registration import register_model
 from tripduration.registry.store import ModelRegistry
 
@@ -57,7 +57,7 @@ class RegisteredModel(PipelineTask):
     def model_registry(self) -> ModelRegistry:
         return open_registry(RegistryConfig().model_name.format(color=self.color))
 
-    def data_lineage(self) -> list[dict[str, Any]]:
+    def data_lineage(self) -> list[MonthRecord]:
         return [
             month_lineage(role, format_month(task.month), load(task.output()["summary.json"]))
             for role, tasks in self.requires()["months"].items()

@@ -64,10 +64,10 @@ def _training_lines(registration_task: luigi.Task) -> list[str]:
         return [f"registration: not done ({registration_task.task_id})"]
     registry = model_registry(registration_task.param_kwargs["color"])
     version = registration["version"]
-    meta = registry.metadata(version)
-    test, base = meta["metrics"]["test"], meta["metrics"]["baseline_test"]
+    meta = registry.model_metadata(version)
+    test, base = meta.test_metrics, meta.baseline_test_metrics
     gate = registration["gate"]
-    test_month = next((d["month"] for d in meta.get("data", []) if d.get("role") == "test"), "?")
+    test_month = meta.test_month or "?"
     try:
         pointer = registry.production()
         production = pointer["version"] if pointer else "none"
@@ -76,7 +76,7 @@ def _training_lines(registration_task: luigi.Task) -> list[str]:
     report = registry.versions_dir / version / "report" / "report.html"
     return [
         f"registered   {registry.name} {version}{_reuse_note(registration)}",
-        f"algorithm    {meta['algorithm']['candidate']}",
+        f"algorithm    {meta.candidate}",
         f"test RMSE    {test['rmse']:.3f} min on {test_month} vs baseline {base['rmse']:.3f} "
         f"(ratio {test['rmse'] / base['rmse']:.3f})",
         f"gate         {'promoted' if gate['promote'] else 'not promoted'}: {gate['reason']}",

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
+from tests.metadata import metadata_for
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validate_trip_file
 from tripduration.evaluation.metrics import regression_metrics
@@ -48,7 +49,7 @@ def describe(tmp_path: Path, name: str, model, baseline, test: pd.DataFrame, dat
     joblib.dump(model, path)
     cand, base = rmse(model, test), rmse(baseline, test)
     metrics = {"test": {"rmse": cand, "rmse_ratio_to_baseline": cand / base}, "baseline_test": {"rmse": base}}
-    return path, {"algorithm": name, "metrics": metrics, "data": data}
+    return path, metadata_for(metrics, data, algorithm=name)
 
 
 def fit(name: str, *frames: pd.DataFrame):
@@ -87,7 +88,7 @@ def test_candidate_tested_on_a_month_production_was_fitted_on_is_not_compared_th
     assert gate["production_months"] == {"train": ["2021-01"], "validation": ["2021-02"], "test": ["2021-03"]}
     assert gate["candidate_months"] == {"train": ["2021-03"], "validation": ["2021-01"], "test": ["2021-02"]}
     own = production.metadata("v0001")["metrics"]["test"]["rmse_ratio_to_baseline"]
-    ratio = meta["metrics"]["test"]["rmse_ratio_to_baseline"]
+    ratio = meta.metrics["test"]["rmse_ratio_to_baseline"]
     assert gate["promote"] == (ratio < own)
     assert f"{ratio:.4f} vs {own:.4f}" in gate["reason"]
     # the training error the old gate compared with is lower than v0001's real test RMSE: it was unfair
@@ -103,7 +104,7 @@ def test_recorded_ratio_rule_rejects_a_candidate_that_does_not_beat_productions_
     )
     own = production.metadata("v0001")["metrics"]["test"]["rmse_ratio_to_baseline"]
     # a candidate that beats its baseline, but by less than v0001 beat its own on a month it never saw
-    meta["metrics"]["baseline_test"]["rmse"] = meta["metrics"]["test"]["rmse"] / min(0.999, own + 0.01)
+    meta.metrics["baseline_test"]["rmse"] = meta.metrics["test"]["rmse"] / min(0.999, own + 0.01)
     result = register_with_gate(production, path, tmp_path / "report", meta, tables["2021-02"], key="v2")
     assert result["gate"]["rule"] == "recorded_ratio" and result["gate"]["promote"] is False
     assert result["gate"]["reason"].endswith("not promoted")
@@ -122,5 +123,5 @@ def test_candidate_tested_on_a_month_production_never_fitted_on_is_compared_ther
     assert gate["rule"] == "same_month" and gate["compared_on_month"] == "2021-03"
     v1, _ = production.load_model("v0001")
     assert gate["production_rmse_on_test_month"] == pytest.approx(rmse(v1, tables["2021-03"]))
-    assert gate["promote"] == (meta["metrics"]["test"]["rmse"] < gate["production_rmse_on_test_month"])
+    assert gate["promote"] == (meta.metrics["test"]["rmse"] < gate["production_rmse_on_test_month"])
     assert np.isfinite(gate["production_rmse_on_test_month"])

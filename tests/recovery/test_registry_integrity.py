@@ -17,10 +17,12 @@ from sklearn.dummy import DummyRegressor
 import tripduration.io.local as local_storage
 import tripduration.registry.store as registry_module
 from tasks import BatchPredictions, TrainingPipeline
+from tests.metadata import metadata_for
 
 # the moto S3 server of tests/storage: the race below runs against a local folder and an S3 bucket
 from tests.storage.conftest import moto_server, s3_env  # noqa: F401
 from tripduration.errors import RegistryError
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.registration import register_with_gate
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS, TARGET
@@ -51,15 +53,15 @@ def constant_model(path: Path, minutes: float) -> Path:
     return path
 
 
-def metadata_for(minutes: float, table: pd.DataFrame) -> dict:
+def constant_metadata(minutes: float, table: pd.DataFrame) -> ModelMetadata:
     rmse = float(np.sqrt(np.mean((table[TARGET] - minutes) ** 2)))
-    return {"metrics": {"test": {"rmse": rmse}, "baseline_test": {"rmse": 1e9}}, "constant": minutes}
+    return metadata_for({"test": {"rmse": rmse}, "baseline_test": {"rmse": 1e9}}, algorithm=f"constant {minutes}")
 
 
 def _register(root: str, minutes: float, key: str, report: str, scratch: str | None = None) -> None:
     table = trips_table()
     model = constant_model(Path(scratch or root) / f"m-{key}.joblib", minutes)
-    register_with_gate(ModelRegistry(root, "race"), model, Path(report), metadata_for(minutes, table), table, key)
+    register_with_gate(ModelRegistry(root, "race"), model, Path(report), constant_metadata(minutes, table), table, key)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from sklearn.dummy import DummyRegressor
 
+from tests.metadata import metadata_for
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validate_trip_file
 from tripduration.evaluation.metrics import regression_metrics
@@ -56,10 +57,8 @@ class Builder:
         joblib.dump(model, path)
         rmse = self.rmse(model)
         baseline = rmse + 1.0 if baseline_rmse is None else baseline_rmse
-        metadata = {
-            "algorithm": type(model).__name__,
-            "metrics": {"test": {"rmse": rmse}, "baseline_test": {"rmse": baseline}},
-        }
+        metrics = {"test": {"rmse": rmse}, "baseline_test": {"rmse": baseline}}
+        metadata = metadata_for(metrics, algorithm=type(model).__name__)
         return path, metadata, rmse
 
 
@@ -153,7 +152,7 @@ def test_rerun_completes_a_promotion_interrupted_by_a_crash(registry, report_dir
     path, meta, _ = build(constant(float(train_table["duration_min"].mean()), train_table))
     gate = {"promote": True, "reason": "decided before the crash", "compared_with_production": None}
     # the crash happened after the version was registered and before production was switched
-    registry.register(path, {**meta, "gate": gate}, {"report": report_dir}, key="run-1")
+    registry.register(path, meta.registered(gate=gate), {"report": report_dir}, key="run-1")
     assert registry.production() is None
 
     result = register_with_gate(registry, path, report_dir, meta, test_table, key="run-1")

@@ -24,6 +24,7 @@ from sklearn.dummy import DummyRegressor
 
 import tripduration.registry.store as registry_module
 from tasks import BatchPredictions
+from tests.metadata import metadata_for
 from tripduration.errors import RegistryError
 from tripduration.registry.registration import register_with_gate
 from tripduration.registry.store import ModelRegistry
@@ -252,7 +253,7 @@ def test_a_corrupt_pointer_is_named_and_rollback_repairs_it(registry, model_file
 def test_a_gate_decision_against_a_corrupt_pointer_stops_with_the_repair_and_registers_nothing(registry, model_file):
     with_production(registry, model_file)
     write_pointer(registry, '{"version": "v0001", "model_sha256": ')
-    metadata = {"metrics": {"test": {"rmse": 1.0}, "baseline_test": {"rmse": 2.0}}}
+    metadata = metadata_for({"test": {"rmse": 1.0}, "baseline_test": {"rmse": 2.0}})
     with pytest.raises(RegistryError, match="rollback vNNNN") as caught:
         register_with_gate(registry, model_file, model_file.parent, metadata, pd.DataFrame(), key="k")
     assert str(caught.value).startswith(f"{registry.production_file}: not valid JSON")

@@ -10,13 +10,13 @@ from sklearn.pipeline import Pipeline
 
 from tripduration.monitoring.drift import monitor_month
 from tripduration.monitoring.policy import Thresholds
-from tripduration.registry.metadata import lineage_months
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.runtime.progress import Progress, no_progress
 
 
 def monitoring_report(
     model: Pipeline,
-    metadata: Mapping[str, Any],
+    metadata: ModelMetadata,
     profile: Mapping[str, Any],
     table: pd.DataFrame,
     summary: Mapping[str, Any],
@@ -28,10 +28,8 @@ def monitoring_report(
     with the month and the model's name, version and data months."""
     progress(f"monitoring {len(table)} trips", 30)
     rejected_share = summary["rows_rejected"] / max(1, summary["rows_in"])
-    test_metrics = metadata.get("metrics", {}).get("test")
-    report = monitor_month(model, profile, table, rejected_share, thresholds, test_metrics)
-    months = lineage_months(metadata)
-    model_facts = {"name": metadata["name"], "version": metadata["version"], "months": months}
-    report.update(month=month, model={**model_facts, "test_month": ", ".join(months.get("test", [])) or None})
+    report = monitor_month(model, profile, table, rejected_share, thresholds, metadata.test_metrics or None)
+    model_facts = {"name": metadata.name, "version": metadata.version, "months": metadata.months()}
+    report.update(month=month, model={**model_facts, "test_month": metadata.test_month})
     progress(f"verdict: {report['verdict']}", 100)
     return report

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tripduration.evaluation.metrics import regression_metrics
-from tripduration.registry.metadata import fitted_months, lineage_months
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS, split_xy
 
@@ -44,15 +44,15 @@ def production_rmse_on(registry_model: Pipeline | None, test: pd.DataFrame) -> f
     return regression_metrics(y, registry_model.predict(X[list(MODEL_INPUT_COLUMNS)]))["rmse"]
 
 
-def _recorded_ratio_gate(metrics: Mapping[str, Any], production: Mapping[str, Any], test_month: str) -> GateDecision:
+def _recorded_ratio_gate(metrics: Mapping[str, Any], production: ModelMetadata, test_month: str) -> GateDecision:
     """Rule when the production model cannot be scored on the candidate's test month (it was fitted on it):
     promote only if the candidate beats its baseline AND its test RMSE ratio to that baseline is below the
     production model's own recorded ratio (each measured on a month the model never saw)."""
-    version = production.get("version")
+    version = production.version
     cand, base = metrics["test"]["rmse"], metrics["baseline_test"]["rmse"]
     ratio = cand / base
-    prod_ratio = production.get("metrics", {}).get("test", {}).get("rmse_ratio_to_baseline")
-    months = lineage_months(production)
+    prod_ratio = production.test_metrics.get("rmse_ratio_to_baseline")
+    months = production.months()
     head = (
         f"cannot compare with production {version} on {test_month}: {version} was fitted on it "
         f"(train {', '.join(months.get('train', []))}; validation {', '.join(months.get('validation', []))}); "
@@ -69,7 +69,7 @@ def _recorded_ratio_gate(metrics: Mapping[str, Any], production: Mapping[str, An
 
 def gate_decision(
     registry: ModelRegistry,
-    metadata: Mapping[str, Any],
+    metadata: ModelMetadata,
     test: pd.DataFrame,
     production: Mapping[str, Any] | None | bool = False,
 ) -> tuple[GateDecision, dict[str, Any]]:
@@ -82,10 +82,10 @@ def gate_decision(
     Returns the decision and the facts recorded with it, both models' months included. ``production``: the
     pointer to compare with (default: the registry's current one).
     """
-    metrics = metadata["metrics"]
-    test_month = next(iter(lineage_months(metadata).get("test", [])), None)
+    metrics = metadata.metrics
+    test_month = metadata.test_month
     facts: dict[str, Any] = {
-        "candidate_months": lineage_months(metadata),
+        "candidate_months": metadata.months(),
         "compared_with_production": None,
         "production_months": None,
         "production_rmse_on_test_month": None,
@@ -97,9 +97,9 @@ def gate_decision(
         decision = quality_gate(metrics["test"]["rmse"], metrics["baseline_test"]["rmse"], None)
         return decision, {**facts, "rule": "no_production"}
     version = str(production["version"])
-    prod_meta = registry.metadata(version)
-    facts.update({"compared_with_production": version, "production_months": lineage_months(prod_meta)})
-    if test_month is not None and test_month in fitted_months(prod_meta):
+    prod_meta = registry.model_metadata(version)
+    facts.update({"compared_with_production": version, "production_months": prod_meta.months()})
+    if test_month is not None and test_month in prod_meta.fitted_months:
         return _recorded_ratio_gate(metrics, prod_meta, test_month), {**facts, "rule": "recorded_ratio"}
     prod_model, _ = registry.load_model(version)
     production_rmse = production_rmse_on(prod_model, test)
@@ -108,7 +108,7 @@ def gate_decision(
     return decision, {**facts, "rule": "same_month"}
 
 
-def _recheck(registry: ModelRegistry, metadata: Mapping[str, Any], test: pd.DataFrame, gate: Mapping[str, Any]) -> Any:
+def _recheck(registry: ModelRegistry, metadata: ModelMetadata, test: pd.DataFrame, gate: Mapping[str, Any]) -> Any:
     """The gate again, against the pointer a compare-and-swap is about to replace (S3: no lock).
 
     If it is still the production model the decision compared with, the decision stands; if another host

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from tripduration.evaluation.report import render_evaluation_html
 from tripduration.monitoring.drift import build_profile
 from tripduration.registry.gate import _recheck, gate_decision
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.names import version_number
 from tripduration.registry.store import ModelRegistry
 from tripduration.runtime.progress import Progress, no_progress
@@ -44,7 +45,7 @@ def register_with_gate(
     registry: ModelRegistry,
     model_file: Path,
     report_dir: Path,
-    metadata: Mapping[str, Any],
+    metadata: ModelMetadata,
     test: pd.DataFrame,
     key: str,
     extra_files: Mapping[str, str] | None = None,
@@ -70,7 +71,9 @@ def register_with_gate(
                 registry.set_production(existing, gate["reason"])
             return {"version": existing, "reused": True, "gate": gate}
         registry.production()  # a corrupt pointer stops the registration here, naming the repair
-        identical = registry.find_identical(hashlib.sha256(Path(model_file).read_bytes()).hexdigest(), metadata)
+        identical = registry.find_identical(
+            hashlib.sha256(Path(model_file).read_bytes()).hexdigest(), metadata.to_json()
+        )
         if identical is not None:  # e.g. `invalidate` and a rerun on unchanged data: the same model, same data
             return {
                 "version": identical,
@@ -83,7 +86,11 @@ def register_with_gate(
         with tempfile.TemporaryDirectory(prefix="registered-report-") as staging:
             report = _registered_report(report_dir, Path(staging), {"version": _next_version(registry), "gate": gate})
             version = registry.register(
-                model_file, {**metadata, "gate": gate}, {"report": report}, key=key, extra_files=dict(extra_files or {})
+                model_file,
+                metadata.registered(gate=gate),
+                {"report": report},
+                key=key,
+                extra_files=dict(extra_files or {}),
             )
         if decision.promote:
             registry.set_production(version, decision.reason, recheck=_recheck(registry, metadata, test, gate))
@@ -115,7 +122,7 @@ def register_model(
     registry: ModelRegistry,
     model: Pipeline,
     files: tuple[Path, Path],
-    metadata: Mapping[str, Any],
+    metadata: ModelMetadata,
     training_tables: Sequence[pd.DataFrame],
     test: pd.DataFrame,
     key: str,
@@ -123,11 +130,11 @@ def register_model(
 ) -> dict[str, Any]:
     """Profile the training data for monitoring, then register ``model`` (``files``: its ``model.joblib`` and
     the evaluation report folder) behind the quality gate. Returns the registration record."""
-    fitted = [d for d in metadata["data"] if d["role"] in ("train", "validation")]
-    rejected_share = sum(d["rows_rejected"] for d in fitted) / max(1, sum(d["rows_in"] for d in fitted))
+    fitted = [d for d in metadata.data if d.role in ("train", "validation")]
+    rejected_share = sum(d.rows_rejected for d in fitted) / max(1, sum(d.rows_in for d in fitted))
     progress("profiling the training data for monitoring", 30)
     training = concat_tables(training_tables, "training")
-    profile = reference_profile(model, training, rejected_share, metadata["metrics"]["test"])
+    profile = reference_profile(model, training, rejected_share, metadata.test_metrics)
     progress("applying the quality gate", 60)
     model_file, report_dir = files
     extra = {"reference_profile.json": json.dumps(profile, indent=1)}

@@ -44,6 +44,7 @@ import joblib
 from tripduration.errors import RegistryError
 from tripduration.io import Storage, open_storage
 from tripduration.io.formats import json_bytes
+from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.names import (
     DECISIONS_FILE,
     HISTORY_FILE,
@@ -183,6 +184,11 @@ class ModelRegistry:
         if not self._is_complete(pointer["version"]):
             raise self._pointer_error(f"it names {pointer['version']}, which is missing or incomplete")
         return pointer
+
+    def model_metadata(self, version: str) -> ModelMetadata:
+        """A version's metadata, typed (:class:`ModelMetadata`): a missing or renamed key is an error naming
+        the file and the key, never a silent None."""
+        return ModelMetadata.from_json(self.metadata(version), self.versions_dir / version / METADATA_FILE)
 
     def production(self) -> dict[str, Any] | None:
         """The validated production pointer, or None if there is none yet.
@@ -330,7 +336,7 @@ class ModelRegistry:
     def register(
         self,
         model_file: str | Path,
-        metadata: dict[str, Any],
+        metadata: ModelMetadata | Mapping[str, Any],
         extra_dirs: dict[str, Path] | None = None,
         key: str | None = None,
         extra_files: dict[str, str] | None = None,
@@ -345,14 +351,18 @@ class ModelRegistry:
         digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
         while True:
             version = version_name(self._next_number())
-            meta = {
-                **metadata,
+            facts = {
                 "model_sha256": digest,
                 "registration_key": key,
                 "name": self.name,
                 "version": version,
                 "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
+            # the pipeline's versions: ModelMetadata's one writer; a Mapping: a version registered through the
+            # API with its own fields (the registry's checks need only the facts above)
+            meta = (
+                metadata.registered(**facts).to_json() if isinstance(metadata, ModelMetadata) else {**metadata, **facts}
+            )
             try:
                 with self.storage.writing(
                     f"versions/{version}", folder=True, exclusive=True, last=METADATA_FILE
