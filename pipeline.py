@@ -78,7 +78,7 @@ from tripduration.data.months import COLORS, add_months, format_month, parse_mon
 from tripduration.registry.names import GateRejectedError, check_version  # noqa: E402
 from tripduration.registry.store import ModelRegistry  # noqa: E402
 
-COMMANDS = ("train", "monthly", "backfill", "monthly-run", "serve", "models", "rollback", "export-mlflow")
+COMMANDS = ("train", "monthly", "backfill", "monthly-run", "daily", "serve", "models", "rollback", "export-mlflow")
 JOB_COMMANDS = ("train", "monthly", "backfill", "monthly-run")
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
@@ -98,6 +98,14 @@ def _month(value: str) -> dt.date:
 def _month_or_last(value: str) -> dt.date | str:
     """A month, or ``last``: resolved against today's date when the tasks are made (see :func:`tasks_for`)."""
     return LAST if value == LAST else _month(value)
+
+
+def _moment(value: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date or date-time such as 2026-12-06T08:00") from None
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _version(value: str) -> str:
@@ -181,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--stop", type=_month, default=None, help="last month, inclusive (with --start)")
     run_month = sub.add_parser("monthly-run", parents=[common], help="MonthlyRun: predict, monitor, retrain if needed")
     run_month.add_argument("--month", type=_month_or_last, default=LAST, help="month M, or 'last' (default)")
+    loop = sub.add_parser(
+        "daily", parents=[common], help="the monthly loop from cron: every month whose data arrived, in order"
+    )
+    loop.add_argument(
+        "--now",
+        type=_moment,
+        default=None,
+        help="the date and time the run takes as now, YYYY-MM-DD[THH:MM] (default: now; for replays and tests)",
+    )
     serve = sub.add_parser("serve", help="serve the production model over HTTP")
     serve.add_argument("--color", default="green", choices=COLORS)
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
@@ -489,7 +506,36 @@ def job_command(args: argparse.Namespace, today: dt.date | None) -> int:
     if outcome.result is not None:  # the job ran (not refused up front): say what it produced
         print(result_block(outcome.tasks, outcome.result, code, time.monotonic() - started), file=sys.stderr)
     print(f"pipeline.py: {args.command} {' '.join(t.task_id for t in tasks)}: exit code {code}", file=sys.stderr)
+    export_loop_state(args.color, args.command, code, dt.datetime.now().astimezone())
     return code
+
+
+def daily_command(args: argparse.Namespace, today: dt.date | None) -> int:
+    """The daily line: every month whose data arrived and is not done, in order; late months named."""
+    from tasks.ops.daily import daily, report_lines
+    from tripduration.runtime.clock import pinned
+
+    problem = configured_workers_error() if args.workers is None else None
+    if problem:
+        raise UsageError(problem)
+    timestamped_logging()
+    now = args.now or dt.datetime.now().astimezone()
+    if today is not None and args.now is None:  # tests of `main(..., today=...)`
+        now = dt.datetime.combine(today, now.timetz())
+    replay = now if args.now is not None or today is not None else None  # records and events carry it too
+    with pinned(replay):
+        code, outcome = daily(args.color, now, args.workers, (args.scheduler_host, args.scheduler_port))
+        for line in report_lines(outcome, now):
+            print(line, flush=True)
+        export_loop_state(args.color, "daily", code, now, outcome.states)
+    print(f"pipeline.py: daily {args.color}: exit code {code}", file=sys.stderr)
+    return code
+
+
+def export_loop_state(color: str, command: str, code: int, now: dt.datetime, states: object = None) -> None:
+    from tasks.ops.loop_state import export
+
+    export(color, command, code, now, states)  # type: ignore[arg-type]
 
 
 def dispatch(argv: list[str], today: dt.date | None) -> int:
@@ -504,6 +550,8 @@ def dispatch(argv: list[str], today: dt.date | None) -> int:
         return guarded(args.command, lambda: export_mlflow_command(args))
     if args.command in ("serve", "models", "rollback"):
         return guarded(args.command, lambda: registry_commands(args))
+    if args.command == "daily":
+        return daily_command(args, today)
     return job_command(args, today)
 
 

@@ -6,12 +6,14 @@ from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
 from tasks.evaluation import EvaluationReport
 from tasks.monitoring import MonitoringReport
 from tasks.monthly import MonthlyRun
+from tasks.ops.luigi_cli import use_exact_flags
 from tasks.pipelines import MonthlyTraining, TrainingPipeline
 from tasks.predictions import BatchPredictions
 from tasks.registration import RegisteredModel
 from tasks.settings import (
     DownloadConfig,
     EvaluationConfig,
+    MetricsConfig,
     ModelSearchConfig,
     MonitoringConfig,
     MonthlyConfig,
@@ -30,6 +32,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationReport",
     "FinalModel",
+    "MetricsConfig",
     "ModelInputTable",
     "ModelSearchConfig",
     "ModelSelection",
@@ -50,3 +53,5 @@ __all__ = [
     "ValidationConfig",
     "ZoneLookup",
 ]
+
+use_exact_flags()  # `python -m luigi --module pipeline X --month M`: --month is --month

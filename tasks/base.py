@@ -58,6 +58,10 @@ class PipelineTask(luigi.Task):
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         return {"cores": self.task_cores()} if scheduler_cores() else {}
 
+    def invalidation_key(self) -> str:
+        """The name ``pipeline.py invalidate`` marks this task under (its task id)."""
+        return self.task_id
+
     def fingerprint(self) -> str:
         cached = self.__dict__.get("_fingerprint")
         if cached is None:
@@ -69,7 +73,7 @@ class PipelineTask(luigi.Task):
                 "configs": {c.get_task_family(): c().to_str_params() for c in self.fingerprint_configs},
                 "upstream": sorted(dependency_key(t) for t in flatten(self.requires())),
             }
-            salt = invalidation_salt(self.task_id)
+            salt = invalidation_salt(self.invalidation_key())
             if salt:  # `pipeline.py invalidate`: a new path for this task, so for everything downstream too
                 payload["invalidated"] = salt
             blob = json.dumps(payload, sort_keys=True).encode()

@@ -172,11 +172,35 @@ class MonitoringConfig(Section):
 
 
 class MonthlyConfig(Section):
-    """``[monthly]``: the window of the monthly job."""
+    """``[monthly]``: the window of the monthly job, and the calendar of the daily loop (``pipeline.py daily``)."""
 
     section = "monthly"
 
     train_window = luigi.IntParameter(default=1, description="number of training months before the validation month")
+    first_month = luigi.Parameter(
+        default="",
+        description="first month the daily loop monitors (YYYY-MM); empty: the month after the test month of the "
+        "first model that went into production",
+    )
+    max_lateness_days = luigi.IntParameter(
+        default=60,
+        description="a month not published this many days after it ended is overdue: the daily loop exits 20 "
+        "naming it (before that it is awaited, not a failure)",
+    )
+
+
+class MetricsConfig(Section):
+    """``[metrics]``: where the loop's state goes for Prometheus (node_exporter's textfile collector, or a
+    Pushgateway); see docs/operations.md and docs/alerts/tripduration-rules.yml."""
+
+    section = "metrics"
+
+    textfile = luigi.Parameter(
+        default="var/metrics/tripduration.prom",
+        description="file written atomically at the end of every run (empty: none); point node_exporter's "
+        "--collector.textfile.directory at its folder",
+    )
+    pushgateway_url = luigi.Parameter(default="", description="also push the metrics there (empty: no push)")
 
 
 class S3Config(Section):

@@ -141,6 +141,8 @@ def pipeline_env(tmp_path: Path, sample_raw_dir: Path, config: ConfigOverride) -
         ("parallelism", "threads_per_task"): "1",
         # the report's permutation importance on fewer trips: it dominated each sampled pipeline run
         ("evaluation", "importance_rows"): "500",
+        # the loop's Prometheus file of every run, in the test's folder (not the project's var/metrics)
+        ("metrics", "textfile"): str(tmp_path / "metrics" / "tripduration.prom"),
     }
     for (section, key), value in values.items():
         config.set(section, key, value)

@@ -31,6 +31,7 @@ from tasks.settings import (
     ValidationConfig,
 )
 from tripduration.data.fetch import ALLOWED_SCHEMES
+from tripduration.data.months import parse_month
 from tripduration.training.candidates import CANDIDATES
 
 Check = Callable[[Any], str | None]
@@ -92,6 +93,16 @@ def _placeholders(value: Any, allowed: set[str], required: set[str]) -> str | No
     return None
 
 
+def optional_month(value: Any) -> str | None:
+    if not str(value).strip():
+        return None
+    try:
+        parse_month(str(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def candidate_list(value: Any) -> str | None:
     names = list(value)
     if not names:
@@ -130,6 +141,8 @@ RULES: dict[tuple[type[luigi.Config], str], Check] = {
     (MonitoringConfig, "prediction_psi_drift"): number(0, above=True),
     (MonitoringConfig, "rmse_degraded_ratio"): number(1, above=True),
     (MonthlyConfig, "train_window"): number(1, 120),
+    (MonthlyConfig, "first_month"): optional_month,
+    (MonthlyConfig, "max_lateness_days"): number(0, 3650),
 }
 
 

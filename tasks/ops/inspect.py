@@ -52,7 +52,7 @@ def _walk(roots: Iterable[luigi.Task]) -> Iterator[tuple[luigi.Task, bool]]:
 
 
 def _why(task: luigi.Task) -> str:
-    if invalidation_salt(task.task_id):
+    if isinstance(task, PipelineTask) and invalidation_salt(task.invalidation_key()):
         return "invalidated (pipeline.py invalidate)"
     if isinstance(task, luigi.WrapperTask):
         return "waits for the tasks it wraps"
@@ -92,7 +92,7 @@ def format_status(states: list[TaskState]) -> str:
     return "\n".join([*lines, verdict])
 
 
-def invalidate(task: luigi.Task, now: dt.datetime | None = None) -> str:
+def invalidate(task: PipelineTask, now: dt.datetime | None = None) -> str:
     """Mark ``task`` so that it and everything downstream of it run again; return the mark.
 
     The marks live in the work storage (``.invalidated.json``) and are updated by compare-and-swap, so two
@@ -110,7 +110,7 @@ def invalidate(task: luigi.Task, now: dt.datetime | None = None) -> str:
             raise RuntimeError(
                 f"{storage.url_for(INVALIDATIONS)}: unreadable ({exc}); delete it to forget past invalidations"
             ) from exc
-        marks = {**(marks if isinstance(marks, dict) else {}), task.task_id: mark}
+        marks = {**(marks if isinstance(marks, dict) else {}), task.invalidation_key(): mark}
         if storage.replace_if(INVALIDATIONS, json_bytes(marks), token):
             break
     else:

@@ -262,10 +262,12 @@ def run(
     scheduler_host: str | None = None,
     scheduler_port: int | None = None,
     outcome: JobOutcome | None = None,
+    hold_lock: bool = True,
 ) -> int:
     """Build ``tasks`` and return the process exit code (see ``[retcode]`` in luigi.cfg and the constants above).
 
-    ``outcome`` (optional) receives the tasks that were built and luigi's run result.
+    ``outcome`` (optional) receives the tasks that were built and luigi's run result. ``hold_lock=False``: the
+    caller holds the work-directory lock already (:func:`locked`, e.g. the daily loop around its months).
     """
     outcome = outcome if outcome is not None else JobOutcome(list(tasks))
     outcome.tasks = list(tasks)
@@ -276,7 +278,7 @@ def run(
         if central:
             check_scheduler(*central)
         offer_cores(f"http://{address}" if central else None)
-        with contextlib.nullcontext() if central else work_dir_lock(_local_work_dir()):
+        with contextlib.nullcontext() if central or not hold_lock else work_dir_lock(_local_work_dir()):
             return _preflight_and_build(tasks, kwargs, central, outcome)
     except SchedulerUnreachableError as exc:
         log.error("%s", exc)
@@ -287,3 +289,17 @@ def run(
     except OSError as exc:  # e.g. the work directory cannot be created or written
         log.error("%s", explain_write_error(exc) or f"cannot use the work directory: {exc}")
         return codes.unhandled_exception or 1
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Hold the work-directory lock for several builds (``run(..., hold_lock=False)`` inside); raises
+    AlreadyRunningError (one line naming the holder) when another run holds it."""
+    with work_dir_lock(_local_work_dir()):
+        yield
+
+
+def already_running(exc: AlreadyRunningError) -> int:
+    """Report another run holding the lock; the exit code for it."""
+    log.error("already running: %s", exc)
+    return luigi.retcodes.retcode().already_running or 1

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
+from tests.events import loop_events
 from tripduration.data.rules import OUTCOME_REASONS
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS
@@ -103,10 +104,14 @@ def test_monthly_loop_records_own_months_as_not_monitored_and_monitors_a_later_o
     assert monitoring["model"]["version"] == "v0001"
     assert {"accuracy", "drift", "missing_share", "missingness", "rejected_share", "verdict"} <= set(monitoring)
     assert "data:image/png;base64," in (report_dir / "report.html").read_text()
-    decisions = registry(pipeline_env).decisions()
-    assert [d["month"] for d in decisions] == ["2021-02", "2021-03", "2021-04"]
-    assert run_tasks([MonthlyRun(month=MARCH)]).ran == []  # complete: nothing reruns, no duplicate decision
-    assert len(registry(pipeline_env).decisions()) == 3
+    steps = loop_events(registry(pipeline_env))
+    assert [(e["event"], e["month"]) for e in steps] == [
+        ("not monitored", "2021-02"),
+        ("not monitored", "2021-03"),
+        ("monitored", "2021-04"),
+    ]
+    assert run_tasks([MonthlyRun(month=MARCH)]).ran == []  # complete: nothing reruns, no duplicate event
+    assert len(loop_events(registry(pipeline_env))) == 3
 
 
 @pytest.mark.slow
@@ -123,8 +128,8 @@ def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pi
     meta = registry(pipeline_env).metadata("v0002")
     assert meta["gate"]["promote"] == run["promoted"] and meta["gate"]["reason"] == run["gate_reason"]
     assert [d["month"] for d in meta["data"]] == ["2021-02", "2021-03", "2021-04"]  # the most recent window
-    decision = registry(pipeline_env).decisions()[-1]
-    assert decision["retrained"] and decision["challenger_version"] == "v0002"
+    retrained = loop_events(registry(pipeline_env))[-1]
+    assert retrained["event"] == "retrained" and retrained["challenger"] == "v0002"
     expected = "v0002" if run["promoted"] else "v0001"
     assert registry(pipeline_env).production()["version"] == expected
 
@@ -153,7 +158,7 @@ def test_models_lists_versions_and_rollback_restores_an_earlier_one(pipeline_env
     assert registry(pipeline_env).production()["version"] == "v0002"
     back = cli(pipeline_env, "rollback", "v0001", "--reason", "back")
     assert back.returncode == 0 and "production is now v0001 (was v0002)" in back.stdout
-    history = [json.loads(line) for line in (registry(pipeline_env).history_file).read_text().splitlines()]
+    history, _ = registry(pipeline_env).history()
     assert [h["action"] for h in history] == ["promote", "rollback", "rollback"]
     missing = cli(pipeline_env, "rollback", "v0042")
     assert missing.returncode == 1 and "v0042" in missing.stderr

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import MonthlyRun, TrainingPipeline
+from tests.events import loop_events
 from tripduration.registry.store import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,9 +63,16 @@ def test_degradation_retrain_and_promotion_are_recorded_exactly_with_two_workers
     assert run["gate_rule"] == "same_month" and run["promoted"] is True
     assert run["production_after"] == "v0002" and run["decision"] == "degraded; retrained v0002: promoted"
     assert registry(pipeline_env).production()["version"] == "v0002"
-    decisions = registry(pipeline_env).decisions()
-    assert len(decisions) == 1
-    assert {k: decisions[0][k] for k in run} == run
+    # the log: v0001's promotion, July monitored with v0001, the challenger's promotion (v0001 -> v0002), then
+    # the retrain itself
+    log = [e for e in registry(pipeline_env).events()[0] if e["event"] != "not monitored"]
+    assert [(e["event"], e["production_before"], e["production_after"]) for e in log] == [
+        ("promoted", None, "v0001"),
+        ("monitored", "v0001", "v0001"),
+        ("promoted", "v0001", "v0002"),
+        ("retrained", "v0002", "v0002"),
+    ]
+    assert log[1]["month"] == "2021-07" and log[1]["verdict"] == "degraded" and log[3]["challenger"] == "v0002"
     # v0001 was monitored, once; v0002 never predicted or monitored its own test month
     assert [f[-5:] for f in folders(pipeline_env, "MonitoringReport")] == ["v0001"]
     assert [f[-5:] for f in folders(pipeline_env, "BatchPredictions")] == ["v0001"]
@@ -73,12 +81,13 @@ def test_degradation_retrain_and_promotion_are_recorded_exactly_with_two_workers
     assert "v0002" in page and "Candidate ranking" in page and "2021-05" in page and "promoted: RMSE" in page
     assert "None" not in page
 
-    # a rerun (production now resolves to v0002) finds the month done and adds nothing
+    # a rerun finds the month done, still names the version it was monitored with (not production v0002),
+    # and adds nothing
     again = MonthlyRun(month=JULY)
-    assert again.model_version == "v0002" and again.output().path == first.output().path
+    assert again.model_version == "v0001" and again.output().path == first.output().path
     rerun = run_tasks([again])
     assert rerun.ok and rerun.ran == []
-    assert len(registry(pipeline_env).decisions()) == 1
+    assert len(loop_events(registry(pipeline_env), "2021-07")) == 2
     # luigi re-creating the first task from its string parameters keeps the pinned version
     assert MonthlyRun.from_str_params(first.to_str_params()).model_version == "v0001"
 
@@ -99,7 +108,8 @@ def test_retrain_is_deferred_when_the_challengers_months_are_not_local(pipeline_
     assert run["retrain_deferred"] is True and run["missing_months"] == ["2021-05", "2021-06"]
     assert run["retrained"] is False
     assert registry(pipeline_env).versions() == ["v0001"]
-    assert registry(pipeline_env).decisions()[-1]["decision"] == run["decision"]
+    deferred = loop_events(registry(pipeline_env))[-1]
+    assert deferred["event"] == "deferred" and deferred["missing_months"] == ["2021-05", "2021-06"]
 
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
@@ -114,12 +124,12 @@ def test_cli_paths_pin_the_version_and_record_a_deferral_with_exit_0(pipeline_en
     assert run_tasks([TrainingPipeline()]).ok
     deferred = cli(pipeline_env, str(ROOT / "pipeline.py"), "monthly-run", "--month", "2021-07")
     assert deferred.returncode == 0, deferred.stderr[-3000:]
-    assert registry(pipeline_env).decisions()[-1]["decision"] == "degraded; retrain deferred: 2021-05, 2021-06 missing"
+    assert loop_events(registry(pipeline_env))[-1]["event"] == "deferred"
     # the bare luigi command line: 'production' is resolved when luigi creates the task from its arguments
     bare = cli(
         pipeline_env, "-m", "luigi", "--module", "pipeline", "MonthlyRun", "--month", "2021-04", "--local-scheduler"
     )
     assert bare.returncode == 0, bare.stderr[-3000:]
     assert "v0001" in bare.stderr  # the scheduled task id carries the concrete version
-    april = registry(pipeline_env).decisions()[-1]
+    april = loop_events(registry(pipeline_env))[-1]
     assert april["month"] == "2021-04" and april["monitored_version"] == "v0001"

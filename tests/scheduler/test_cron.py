@@ -122,3 +122,31 @@ def test_cron_backfill_last_n_asks_for_the_months_that_ended_before_today(pipeli
     assert expected <= {line.split(":")[0].split()[-1] for line in log.splitlines() if line.startswith("  green ")}
     assert format_month(dt.date.today()) not in {line.split(":")[0].split()[-1] for line in log.splitlines()
                                                   if line.startswith("  green ")}  # fmt: skip
+
+
+def test_the_daily_cron_line_waits_for_a_late_month_then_monitors_it(pipeline_env, tmp_path):
+    """The documented crontab: one daily line. A month not published yet is not a failure (exit 0, one line);
+    once its file appears, the next day's run monitors it; the Prometheus text file says so each time."""
+    cfg = pipeline_env.cfg_file
+    cfg.write_text(cfg.read_text().replace("[download]\n", "[download]\noffline = true\n"))
+    april = pipeline_env.raw_dir / "green_tripdata_2021-04.parquet"
+    aside = tmp_path / "april.parquet"
+    april.rename(aside)  # not published yet
+    logs = tmp_path / "logs"
+    assert cron(cfg, logs, "train", cwd=Path("/")).returncode == 0
+
+    waiting = cron(cfg, logs, "daily", "--now", "2021-05-10T08:00", cwd=Path("/"))
+    log = sorted(logs.glob("*-daily.log"))[-1].read_text()
+    assert waiting.returncode == 0, log[-3000:]
+    assert "2021-04: not published yet, checked 2021-05-10 08:00" in log and "end: exit code 0" in log
+    metrics = (tmp_path / "metrics" / "tripduration.prom").read_text()
+    assert 'tripduration_month_lateness_days{month="2021-04",state="awaited"} 9.0' in metrics
+
+    aside.rename(april)  # published on the 18th
+    monitored = cron(cfg, logs, "daily", "--now", "2021-05-19T08:00", cwd=Path("/"))
+    log = sorted(logs.glob("*-daily.log"))[-1].read_text()
+    assert monitored.returncode == 0, log[-3000:]
+    assert "ran: 2021-04" in log
+    metrics = (tmp_path / "metrics" / "tripduration.prom").read_text()
+    assert "tripduration_months_awaited 0.0" in metrics and 'command="daily"' in metrics
+    assert "tripduration_last_monitored_month_age_days 18.0" in metrics

@@ -73,9 +73,8 @@ def build(tmp_path: Path, test_table: pd.DataFrame) -> Builder:
 
 
 def history(registry: ModelRegistry) -> list[dict]:
-    if not registry.history_file.exists():
-        return []
-    return [json.loads(line) for line in registry.history_file.read_text().splitlines()]
+    """The production changes of the registry's event log."""
+    return registry.history()[0]
 
 
 def test_gate_promotes_first_keeps_worse_as_challenger_and_promotes_better(

@@ -17,8 +17,6 @@ VERSION_FORM = "'v' and four digits, e.g. v0001 (v10000 and up after v9999)"
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "production.json"
-HISTORY_FILE = "history.jsonl"
-DECISIONS_FILE = "decisions.jsonl"
 
 
 class VersionNameError(RegistryError, ValueError):

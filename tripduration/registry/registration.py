@@ -92,8 +92,12 @@ def register_with_gate(
                 key=key,
                 extra_files=dict(extra_files or {}),
             )
-        if decision.promote:
-            registry.set_production(version, decision.reason, recheck=_recheck(registry, metadata, test, gate))
+        promoted = decision.promote and registry.set_production(
+            version, decision.reason, recheck=_recheck(registry, metadata, test, gate)
+        )
+        if not promoted:  # a promotion is its own event (the registry logs every pointer change)
+            reason = decision.reason if not decision.promote else "another promotion beat it first"
+            registry.record_event("rejected", unique=f"rejected:{version}", version=version, reason=reason)
         return {"version": version, "reused": False, "gate": gate}
 
 

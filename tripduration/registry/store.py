@@ -4,7 +4,7 @@ Layout (a local folder or an object-storage prefix: the same code, through :clas
 
     <root>/<name>/versions/v0001/{model.joblib, metadata.json, report/...}
     <root>/<name>/production.json      which version serves
-    <root>/<name>/history.jsonl        one entry per production change (promotion or rollback)
+    <root>/<name>/events.jsonl         the event log: every production change and every monthly-loop step
 
 A new version is written as a whole folder claimed create-only (``Storage.writing(..., exclusive=True)``:
 a rename of a complete folder on disk; a ``.claim`` object, then the files, ``metadata.json`` last, on S3), so
@@ -27,7 +27,6 @@ The registry loads only what it wrote:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import importlib
 import io
@@ -44,15 +43,13 @@ import joblib
 from tripduration.errors import RegistryError
 from tripduration.io import Storage, open_storage
 from tripduration.io.formats import json_bytes
+from tripduration.registry.events import EVENTS_FILE
 from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.names import (
-    DECISIONS_FILE,
-    HISTORY_FILE,
     METADATA_FILE,
     MODEL_FILE,
     POINTER_FILE,
     SHA256_RE,
-    GateRejectedError,
     PointerError,
     check_file_name,
     check_version,
@@ -61,6 +58,8 @@ from tripduration.registry.names import (
     version_name,
     version_number,
 )
+from tripduration.registry.pointer import ProductionPointer
+from tripduration.runtime import clock
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def lineage_key(metadata: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return sorted((str(d.get("role")), str(d.get("month")), str(d.get("sha256"))) for d in rows if isinstance(d, dict))
 
 
-class ModelRegistry:
+class ModelRegistry(ProductionPointer):
     """Versions of one model name under ``root`` (a configured location, see ``tripduration.io``, or a Storage)."""
 
     def __init__(self, root: str | Path | Storage, name: str) -> None:
@@ -115,7 +114,7 @@ class ModelRegistry:
         self.home = self.storage.where()
         self.versions_dir = self.storage.where("versions")
         self.production_file = self.storage.where(POINTER_FILE)
-        self.history_file = self.storage.where(HISTORY_FILE)
+        self.history_file = self.storage.where(EVENTS_FILE)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.storage.url!r})"
@@ -305,21 +304,6 @@ class ModelRegistry:
                 return version
         return None
 
-    def history(self) -> tuple[list[dict[str, Any]], list[str]]:
-        """Entries of ``history.jsonl`` and a description of each entry that could not be read."""
-        entries, problems = [], []
-        for number, line in enumerate(self.storage.read_log(HISTORY_FILE), start=1):
-            try:
-                entry = json.loads(line)
-            except ValueError as exc:
-                problems.append(f"{self.history_file} line {number}: not valid JSON ({exc}); ignored")
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-            else:
-                problems.append(f"{self.history_file} line {number}: not a JSON object; ignored")
-        return entries, problems
-
     # ----------------------------------------------------------------- writing
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """An exclusive lock on this model name between processes of a host (released if the holder dies).
@@ -356,7 +340,7 @@ class ModelRegistry:
                 "registration_key": key,
                 "name": self.name,
                 "version": version,
-                "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "registered_at": clock.stamp(),
             }
             # the pipeline's versions: ModelMetadata's one writer; a Mapping: a version registered through the
             # API with its own fields (the registry's checks need only the facts above)
@@ -377,57 +361,6 @@ class ModelRegistry:
                 continue  # another process took this number: try the next one
             return version
 
-    def set_production(
-        self,
-        version: str,
-        reason: str,
-        action: str = "promote",
-        extra: dict[str, Any] | None = None,
-        recheck: Callable[[dict[str, Any] | None], tuple[bool, str]] | None = None,
-    ) -> dict[str, Any] | None:
-        """Point production at ``version`` and log the change; returns the new pointer.
-
-        The pointer is replaced by compare-and-swap against the one just read: ``recheck(current)`` (the quality
-        gate against the pointer about to be replaced) runs before each attempt, and again if another writer
-        swapped first; it returns None when ``recheck`` says no (nothing written). The old pointer need not be
-        readable: a corrupt one is replaced, and the new pointer records ``previous_version: null`` with
-        ``previous_pointer_error`` saying what was wrong.
-        """
-        meta = self.metadata(check_version(version))
-        for _ in range(100):
-            try:
-                data, token = self.storage.read_with_token(POINTER_FILE)
-            except FileNotFoundError:
-                data, token = None, None
-            current, problem = None, None
-            try:
-                current = self._validated_pointer(data) if data is not None else None
-            except RegistryError as exc:
-                problem = str(exc)
-            why = reason
-            if recheck is not None:
-                promote, why = recheck(current)
-                if not promote:
-                    return None
-            pointer = {
-                "name": self.name,
-                "version": version,
-                "action": action,
-                "reason": why,
-                "previous_version": current["version"] if current else None,
-                "sequence": int(current.get("sequence", 0)) + 1 if current else 1,
-                "changed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "model_sha256": meta["model_sha256"],
-                "metrics": meta.get("metrics", {}),
-                **(extra or {}),
-            }
-            if problem is not None:
-                pointer["previous_pointer_error"] = problem
-            if self.storage.replace_if(POINTER_FILE, json_bytes(pointer), token):
-                self.storage.append_log(HISTORY_FILE, pointer)
-                return pointer
-        raise RegistryError(f"{self.production_file}: still changing after 100 attempts")
-
     def sweep_orphans(self) -> list[str]:
         """Remove staging folders and temporary files left by a process killed while writing.
 
@@ -437,43 +370,6 @@ class ModelRegistry:
         """
         with self.lock():
             return self.storage.sweep_orphans()
-
-    def rollback(self, version: str, reason: str, force: bool = False) -> dict[str, Any]:
-        """Point production at any registered version, after checking its model file against its metadata.
-
-        The old pointer is neither needed nor trusted (this is how a corrupt ``production.json`` is repaired).
-        A version the quality gate rejected needs ``force=True``; the pointer then records ``forced`` and the
-        gate's reason. A rollback to the version already in production changes nothing and records nothing
-        (the pointer returned says ``unchanged``).
-        """
-        version = check_version(version, "rollback version")
-        with self.lock():
-            meta = self.metadata(version)
-            self.check_model_bytes(version, meta, self._model_bytes(version), None)
-            current = self._current_pointer_for(version)
-            if current is not None and current.get("model_sha256") == meta.get("model_sha256"):
-                return {**current, "unchanged": True}
-            gate = meta.get("gate")
-            extra: dict[str, Any] = {}
-            if isinstance(gate, dict) and gate.get("promote") is False:
-                if not force:
-                    raise GateRejectedError(
-                        f"{version} was rejected by the quality gate ({gate.get('reason')}); "
-                        "add --force to roll back to it anyway"
-                    )
-                extra = {"forced": True, "gate_reason": gate.get("reason")}
-            pointer = self.set_production(version, reason, action="rollback", extra=extra)
-            if pointer is None:  # only a recheck can refuse, and a rollback has none
-                raise RegistryError(f"{self.name}: rollback to {version} was refused")
-            return pointer
-
-    def decisions(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.storage.read_log(DECISIONS_FILE)]
-
-    def record_decision(self, decision: dict[str, Any], key: str) -> None:
-        """Append a monitoring/retraining decision to ``decisions.jsonl``, once per ``key`` (reruns add none)."""
-        entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, **decision}
-        self.storage.append_log(DECISIONS_FILE, entry, unique=key)
 
     # ----------------------------------------------------------------- listing
     def inventory(self) -> dict[str, list[Any]]:
