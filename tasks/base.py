@@ -1,10 +1,18 @@
 """The base task: the output path convention (fingerprints), input content in fingerprints, invalidation marks.
 
 Output paths follow gokart's idea: ``<work_dir>/<TaskFamily>/<readable params>-<hash>/<file>``, where the
-hash covers the task family, its ``code_version``, its significant parameters, the values of the config
-sections it declares in ``fingerprint_configs``, and (recursively) the fingerprints of the tasks it requires.
-So a changed parameter, rule threshold or bumped code version makes new outputs instead of reusing stale
-ones, while everything upstream that did not change is reused.
+hash covers the task family, the code it runs (:meth:`PipelineTask.code_digest`), its significant parameters,
+the values of the config sections it declares in ``fingerprint_configs``, and (recursively) the fingerprints
+of the tasks it requires. So a changed parameter, rule threshold or function body makes new outputs instead of
+reusing stale ones, while everything upstream that did not change is reused.
+
+The code a task runs, as gokart hashes a task's definition: the source of the task class and of its bases, and
+of every function, class and constant of ``tripduration`` and ``tasks`` they reach, transitively (its stage
+function and what that calls; :mod:`tripduration.runtime.code_digest`), read once per process. Editing the body
+of ``concat_tables`` gives new folders to the tasks that call it and to their downstream, and to nothing else;
+a comment, a docstring or a reformatting gives none. Not part of it: the tasks it requires (their own
+fingerprints are), the code of source files (:class:`SourceFile`: their content is), and the plumbing that
+stores, schedules or reports and never decides what a task computes (:data:`NOT_RESULT_CODE`).
 """
 
 from __future__ import annotations
@@ -26,18 +34,35 @@ from tasks.ops import process
 from tasks.ops.process import explain_write_error, scheduler_cores
 from tasks.settings import ParallelismConfig
 from tasks.targets import Output, work_storage
+from tripduration.runtime.code_digest import CodeDigest
 
 # --------------------------------------------------------------------------- base task
 _SAFE = re.compile(r"[^A-Za-z0-9.=_,-]+")
+
+#: modules outside every code digest: this path convention, reading and writing outputs (a faithful round trip,
+#: tested in tests/storage), the runner, lock and process set-up, threads and progress messages. An edit there
+#: reruns nothing; one that changes what a task computes belongs in its stage function (or needs
+#: ``pipeline.py invalidate``)
+NOT_RESULT_CODE = ("tasks.base", "tasks.targets", "tasks.ops", "tripduration.runtime")
+
+
+def _has_own_fingerprint(obj: object) -> bool:
+    """A task named in another's code (what it requires): its own fingerprint, in the upstream keys, covers its
+    code. Config sections are read as code (their values are in ``fingerprint_configs``)."""
+    return isinstance(obj, type) and issubclass(obj, luigi.Task) and not issubclass(obj, luigi.Config)
+
+
+_CODE = CodeDigest(packages=("tripduration", "tasks"), excluded=NOT_RESULT_CODE, boundary=_has_own_fingerprint)
 
 
 class PipelineTask(luigi.Task):
     """Base of every task that writes files: owns the path convention and atomic writes."""
 
-    #: bump when the task's logic changes, so its old outputs are no longer taken as current
-    code_version: ClassVar[int] = 1
     #: config sections whose values change this task's result
     fingerprint_configs: ClassVar[tuple[type[luigi.Config], ...]] = ()
+    #: project code the task runs without naming it: a task that predicts with a model it loads runs the code
+    #: the model was pickled with by reference (its feature step, its encoders), reached from ``build_pipeline``
+    runs_also: ClassVar[tuple[Callable[..., Any], ...]] = ()
     #: True for tasks whose native code scales with cores and that run alone on the critical path (final
     #: refit, evaluation, registration, batch prediction): with ``--workers`` > 1 they hold every core of
     #: the scheduler's ``cores`` resource and use them all; the other tasks hold one core each and run side
@@ -67,7 +92,7 @@ class PipelineTask(luigi.Task):
         if cached is None:
             payload = {
                 "family": self.task_family,
-                "code_version": self.code_version,
+                **self.code_key(),
                 "params": self.to_str_params(only_significant=True),
                 # keyed by section name (as before the classes moved to tasks.settings): same fingerprints
                 "configs": {c.get_task_family(): c().to_str_params() for c in self.fingerprint_configs},
@@ -85,6 +110,18 @@ class PipelineTask(luigi.Task):
         """What a downstream task's fingerprint records of this task: its fingerprint (source tasks add the
         content of their file, see :class:`SourceFile`)."""
         return self.fingerprint()
+
+    @classmethod
+    def code_digest(cls) -> str:
+        """sha256 (hex) of the code this task class runs: its source, its bases', ``runs_also`` and every project
+        definition they reach (see the module docstring); computed once per class and process."""
+        return _CODE.digest(cls, *cls.runs_also)
+
+    def code_key(self) -> dict[str, str | int]:
+        """The code's part of the fingerprint: the digest of the code the task runs. A source file is keyed by
+        its content instead (:class:`SourceFile`), and keeps the constant earlier releases hashed, so a month
+        they downloaded keeps its folder and is not downloaded again."""
+        return {"code_version": 1} if isinstance(self, SourceFile) else {"code": self.code_digest()}
 
     def readable_name(self) -> str:
         params = self.to_str_params(only_significant=True)
@@ -176,7 +213,8 @@ class SourceFile:
     per task instance, when the graph is built (``tasks.ops.runner`` downloads missing files before that), and
     comes from a cache keyed by the file's size, mtime, inode and device, so a no-op rerun reads nothing.
     A file that does not exist yet (to be downloaded by this run) is keyed as ``absent``: its consumers
-    then record the digest of what they actually read, and the next run keys them by content.
+    then record the digest of what they actually read, and the next run keys them by content. The code that
+    fetches the file is not part of its fingerprint (its content is what its consumers depend on).
     """
 
     def content_identity(self) -> str | None:

@@ -94,7 +94,6 @@ class ValidatedTrips(PipelineTask):
         color: str
         month: dt.date
 
-    code_version = 3  # 2: unreadable values rejected; 3: source sha256 in summary, dispatch rules first
     fingerprint_configs = (ValidationConfig,)
 
     def requires(self) -> dict[str, luigi.Task]:
@@ -130,8 +129,6 @@ class ModelInputTable(PipelineTask):
     if TYPE_CHECKING:  # parameters added by @inherits/@requires, declared for the type checker
         color: str
         month: dt.date
-
-    code_version = 1
 
     def output(self) -> Output:
         return self.target("table.parquet")

@@ -14,6 +14,7 @@ from tasks.targets import Output, load
 from tasks.training import FinalModel, ModelSelection, TrainingWindow
 from tripduration.data.months import format_month
 from tripduration.evaluation.steps import evaluate_models
+from tripduration.training.candidates import build_pipeline
 
 
 class EvaluationReport(TrainingWindow):
@@ -23,9 +24,9 @@ class EvaluationReport(TrainingWindow):
     and row counts, for the model and the baseline), the PNG plots and a self-contained ``report.html``.
     """
 
-    code_version = 2  # 2: the candidate ranking and the training months in the report
     fingerprint_configs = (EvaluationConfig,)
     all_cores = True
+    runs_also = (build_pipeline,)  # the models' feature step and encoders run when they predict
     test_month = MonthParameter(default=dt.date(2021, 3, 1), description="month the final model is evaluated on")
 
     def requires(self) -> dict[str, luigi.Task]:

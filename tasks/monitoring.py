@@ -23,7 +23,6 @@ class MonitoringReport(ModelVersionTask):
     data, missingness and rejected shares, and a verdict (ok / drift / degraded) from ``[monitoring]``.
     Writes ``report/`` with ``monitoring.json``, plots and ``report.html``."""
 
-    code_version = 2  # 2: PSI on present values, missingness apart, thresholds and model test metrics in it
     fingerprint_configs = (MonitoringConfig,)
 
     def requires(self) -> dict[str, luigi.Task]:

@@ -16,6 +16,7 @@ from tripduration.prediction.batch import BATCH_INPUT_COLUMNS, score_dispatchabl
 from tripduration.registry.metadata import ModelMetadata
 from tripduration.registry.names import check_version
 from tripduration.registry.store import ModelRegistry
+from tripduration.training.candidates import build_pipeline
 
 
 def model_registry(color: str) -> ModelRegistry:
@@ -55,6 +56,7 @@ class ModelVersionTask(PipelineTask):
     """
 
     all_cores = True
+    runs_also = (build_pipeline,)  # the registered model's feature step and encoders run when it predicts
     color = ColorParameter()
     month = MonthParameter(description="month of trips, YYYY-MM")
     model_version = ModelVersionParameter(default="production", description="registry version (vNNNN) or 'production'")
@@ -87,7 +89,6 @@ class BatchPredictions(ModelVersionTask):
     scored per reason, predictions clipped. ``predictions.parquet`` is written last (it marks completion).
     """
 
-    code_version = 2  # 2: dispatchable trips (not only kept ones), clipped, scoring.json
     fingerprint_configs = (ValidationConfig,)
 
     def requires(self) -> ValidatedTrips:

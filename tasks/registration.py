@@ -20,6 +20,7 @@ from tripduration.data.months import format_month
 from tripduration.registry.metadata import MonthRecord, model_metadata, month_lineage
 from tripduration.registry.registration import register_model
 from tripduration.registry.store import ModelRegistry
+from tripduration.training.candidates import build_pipeline
 
 
 @inherits(EvaluationReport)
@@ -38,8 +39,8 @@ class RegisteredModel(PipelineTask):
         val_month: dt.date
         test_month: dt.date
 
-    code_version = 4  # 2: reference profile; 3: prediction profile on a sample; 4: lineage from validation, fair gate
     all_cores = True
+    runs_also = (build_pipeline,)  # the gate scores the production model: its feature step and encoders run
 
     def requires(self) -> dict[str, Any]:
         months = {"train": self.train_months, "validation": (self.val_month,), "test": (self.test_month,)}

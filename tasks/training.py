@@ -45,7 +45,6 @@ class CandidateScore(TrainingWindow):
     failed candidate retrains only that one.
     """
 
-    code_version = 1
     fingerprint_configs = (TrainingConfig,)
     candidate = luigi.Parameter(description="candidate name from tripduration.training.candidates.CANDIDATES")
 
@@ -75,7 +74,6 @@ class CandidateScore(TrainingWindow):
 class ModelSelection(TrainingWindow):
     """Reads every candidate's score; writes ``selection.json`` with the ranking and the best candidate."""
 
-    code_version = 1
     fingerprint_configs = (ModelSearchConfig,)
 
     def requires(self) -> list[CandidateScore]:
@@ -100,7 +98,6 @@ class FinalModel(TrainingWindow):
     test month: changing only the test month reuses these models.
     """
 
-    code_version = 1
     fingerprint_configs = (TrainingConfig,)
     all_cores = True
     role = luigi.ChoiceParameter(choices=["best", "baseline"], default="best", var_type=str)

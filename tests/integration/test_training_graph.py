@@ -128,14 +128,14 @@ def test_changed_rule_threshold_makes_new_outputs_and_keeps_old(pipeline_env, ru
     assert minutes.max() <= 45
 
 
-def test_output_paths_encode_parameters_and_code_version(pipeline_env, monkeypatch):
+def test_output_paths_encode_parameters_and_code(pipeline_env, monkeypatch):
     a = CandidateScore(candidate="ridge_a1")
     b = CandidateScore(candidate="ridge_a10")
     assert a.output().path != b.output().path
     assert "ridge_a1" in a.output().path
     before = a.output().path
-    # an upstream code version change reaches every downstream path
-    monkeypatch.setattr(ValidatedTrips, "code_version", ValidatedTrips.code_version + 1)
+    # an upstream change of code reaches every downstream path (editing real code: test_code_fingerprints.py)
+    monkeypatch.setattr(ValidatedTrips, "code_digest", classmethod(lambda cls: "edited"))
     Register.clear_instance_cache()
     assert CandidateScore(candidate="ridge_a1").output().path != before
 
