@@ -224,11 +224,12 @@ def add_export_mlflow_parser(sub: argparse._SubParsersAction) -> None:
 def mlflow_tracking_uri(given: str | None) -> str | None:
     """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
     folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
+    from tasks.settings import MlflowConfig
     from tripduration.registry.mlflow_export import sqlite_uri_relative_to
 
     if given:
         return given
-    configured = luigi.configuration.get_config().get("mlflow", "tracking_uri", "")
+    configured = MlflowConfig().tracking_uri
     if configured.strip():
         return sqlite_uri_relative_to(configured.strip(), ROOT)
     return os.environ.get("MLFLOW_TRACKING_URI") or None
