@@ -18,7 +18,7 @@ beside the key (:data:`URL_TEMPLATE`, :data:`RETRAIN_ON`...). A key declared as 
 is refused when the class is defined. Adding a section is a class with ``section = "name"``; a relation
 between two of its keys is its :meth:`~Section.relations` (see :class:`ValidationConfig`).
 
-What the check does with these declarations, and when it runs:
+What the check does with these declarations, and when it runs (before any task, whatever starts the job):
 ``tasks/ops/config_check.py``. A key that a section does not declare is refused there, naming the closest
 known key (``[paths] work_dri``: did you mean work_dir?).
 """

@@ -6,16 +6,25 @@ stop the job at once, with one line naming the section, the key, the value and w
 
 Each key is declared with its check on the same line (:class:`Real`, :class:`Whole`, :class:`Flag`,
 :class:`Text`, :class:`Names`, each taking a :class:`Check`); a :class:`Section` refuses, when it is defined, a
-key declared without one. Numbers are refused unless finite, whatever their check. The check
+key declared without one. Numbers are refused unless finite, whatever their check. The same check
 (:func:`problems`: unknown keys of each section with the closest known key, every value as luigi would read it
-from ``--section-key`` flags and the config files, the relations between keys, ``[resources] cores``) runs in
-``pipeline.py``, before the work-directory lock (:func:`check_configuration`; exit 2, one line).
+from ``--section-key`` flags and the config files, the relations between keys, ``[resources] cores``) runs:
+
+- in ``pipeline.py``, before the work-directory lock (:func:`check_configuration`; exit 2, one line);
+- when luigi's own command line imports ``pipeline`` (``luigi --module pipeline TrainingPipeline ...``), with
+  that command line's flags (:func:`check_when_luigi_imports`; exit 2, one line, before luigi builds a task);
+- whenever a section is instantiated (:meth:`Section.get_param_values`), so that no other path (``luigi.build``
+  in a script, a task instantiated by hand, explicit arguments) hands a task a bad value: the first section a
+  task reads, when luigi checks what is complete, raises :class:`ConfigurationError` before anything runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -132,7 +141,7 @@ class Names(Setting, luigi.ListParameter):
 
 class Section(luigi.Config):
     """A ``luigi.Config`` read from the ``[section]`` named by :attr:`section`, not from its class name; each of
-    its keys a :class:`Setting`."""
+    its keys a :class:`Setting`, checked whenever the section is instantiated."""
 
     section: ClassVar[str] = ""
 
@@ -151,6 +160,18 @@ class Section(luigi.Config):
         """(key, what is wrong) for each relation between this section's keys that does not hold; ``values`` holds
         the keys whose own check passed. Override it beside the keys it relates."""
         return iter(())
+
+    @classmethod
+    def get_param_values(cls, params: Any, args: Any, kwargs: Any) -> Any:
+        checked_once()  # every section and flag: the first section a job reads stops a bad configuration
+        values = super().get_param_values(params, args, kwargs)
+        given = dict(values)  # explicit arguments (ValidationConfig(max_distance_miles=...)) are checked too
+        found = [(key, why) for key, why in ((key, param.problem(given[key])) for key, param in params) if why]
+        found += cls.relations({key: value for key, value in given.items() if key not in dict(found)})
+        if found:
+            named = ", ".join(f"{key} = {given[key]!r}: {why}" for key, why in found)
+            raise ConfigurationError(f"configuration: {cls.__name__}({named})")
+        return values
 
 
 def unchecked_keys(cls: type[luigi.Config]) -> str | None:
@@ -260,3 +281,67 @@ def check_configuration() -> None:
     found = problems()
     if found:
         raise ConfigurationError(one_line(found))
+
+
+_passed: list[object] = []  # [the state of the configuration that passed last] (see checked_once)
+
+
+def _state() -> object | None:
+    """What :func:`problems` depends on: the config's owned sections, as written, and luigi's command line
+    (None when a value reads an environment variable: then the check always runs)."""
+    config, parser = luigi.configuration.get_config(), CmdlineParser.get_instance()
+    names = [*(cls.get_task_family() for cls in sections()), "resources"]
+    written = [(name, config.items(name, raw=True)) for name in names if config.has_section(name)]
+    if any("$" in str(value) for _, items in written for _, value in items):
+        return None
+    flags = sorted(vars(parser.known_args).items(), key=lambda kv: kv[0]) if parser is not None else None
+    return (id(config), repr(written), repr(flags))
+
+
+def checked_once() -> None:
+    """:func:`check_configuration`, skipped while the configuration is what last passed (sections are
+    instantiated thousands of times per run: each instantiation checks that nothing changed)."""
+    state = _state()
+    if state is not None and _passed == [state]:
+        return
+    check_configuration()
+    _passed[:] = [state]
+
+
+# --------------------------------------------------------------------------- luigi's command line
+def luigi_command_line() -> list[str] | None:
+    """The arguments luigi's command line is parsing when it imports a module (``--module``), else None.
+
+    ``luigi --module pipeline ...`` imports the module from within :class:`CmdlineParser`'s constructor, before
+    its flags are in effect; its arguments are the only way to see them before luigi builds a task.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is CmdlineParser.__init__.__code__:
+            args = frame.f_locals.get("cmdline_args")
+            return list(sys.argv[1:] if args is None else args)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def check_when_luigi_imports(program: str) -> None:
+    """When luigi's command line is importing the caller, check the configuration with that command line's flags:
+    a bad value prints one line and exits 2 before luigi builds, locks or runs anything."""
+    args = luigi_command_line()
+    if args is None or {"--help", "--help-all"} & set(args):
+        return
+    quiet = io.StringIO()
+    try:
+        with (
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+            CmdlineParser.global_instance(args, allow_override=True),
+        ):
+            found = problems()
+    except SystemExit:  # luigi's own usage error (no task, unknown flag): luigi reports it right after this
+        return
+    except Exception:  # e.g. the root task is in a module still being imported: the files now, the flags later
+        found = problems()
+    if found:
+        print(f"{program}: error: {one_line(found)}", file=sys.stderr)
+        raise SystemExit(2)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import luigi
 import pytest
+from luigi.cmdline_parser import CmdlineParser
 
 from tasks.ops.config_check import (
     ConfigurationError,
@@ -21,6 +22,7 @@ from tasks.ops.config_check import (
     sections,
     unchecked_keys,
 )
+from tasks.settings import DownloadConfig, MonitoringConfig, ValidationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -197,3 +199,54 @@ def test_no_numeric_key_takes_nan_or_an_infinity_from_the_config(config, section
     assert str(raised.value) == f"configuration: [{section}] {key} = {value}: {why_not(whole)}" or (
         whole and str(raised.value).startswith(f"configuration: [{section}] {key} = {value}: {why_not(whole)} (")
     )
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("section", "key", "whole"), NUMERIC, ids=[f"{s}.{k}" for s, k, _ in NUMERIC])
+def test_no_numeric_key_takes_nan_or_an_infinity_from_a_command_line_flag(section, key, whole, value):
+    flag = f"--{section}-{key}".replace("_", "-")
+    with (
+        CmdlineParser.global_instance(["TrainingPipeline", f"{flag}={value}"]),
+        pytest.raises(ConfigurationError) as raised,
+    ):
+        check_configuration()
+    assert str(raised.value).startswith(f"configuration: [{section}] {key} = {value} ({flag}): {why_not(whole)}")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(("section", "key", "whole"), NUMERIC, ids=[f"{s}.{k}" for s, k, _ in NUMERIC])
+def test_no_numeric_key_takes_nan_or_an_infinity_as_an_argument(section, key, whole, value):
+    (cls,) = [c for c in sections() if c.get_task_family() == section]
+    with pytest.raises(ConfigurationError, match=r"must be a finite number") as raised:
+        cls(**{key: value})
+    assert str(raised.value).startswith(f"configuration: {cls.__name__}({key} = {value!r}: ")
+
+
+# --------------------------------------------------------------------------- a section checks when instantiated
+def test_a_section_instantiated_anywhere_refuses_a_bad_configuration(config):
+    config.set("validation", "max_distance_miles", "nan")
+    for cls in (ValidationConfig, DownloadConfig):  # any section: the whole configuration is checked
+        with pytest.raises(ConfigurationError, match=r"^configuration: \[validation\] max_distance_miles = nan: "):
+            cls()
+
+
+def test_explicit_arguments_are_checked_too():
+    with pytest.raises(ConfigurationError, match=r"max_duration_min = 0.5: must be greater than min_duration_min"):
+        ValidationConfig(max_duration_min=0.5)
+    with pytest.raises(ConfigurationError, match=r"offline = None: must be true or false"):
+        DownloadConfig(offline="maybe")  # luigi's BoolParameter would read it as None, i.e. online
+    with pytest.raises(ConfigurationError, match=r"retrain_on = 'drift_everything': names unknown rule"):
+        MonitoringConfig(retrain_on="drift_everything")
+
+
+def test_a_change_after_a_section_passed_is_still_caught(config, monkeypatch):
+    ValidationConfig()  # passes: the check remembers this configuration
+    config.set("validation", "max_distance_miles", "inf")
+    with pytest.raises(ConfigurationError, match=r"max_distance_miles = inf: must be a finite number"):
+        ValidationConfig()
+    config.set("validation", "max_distance_miles", "${MAX_MILES}")  # an environment variable: read every time
+    monkeypatch.setenv("MAX_MILES", "50")
+    assert ValidationConfig().max_distance_miles == 50
+    monkeypatch.setenv("MAX_MILES", "nan")
+    with pytest.raises(ConfigurationError, match=r"max_distance_miles = nan: must be a finite number"):
+        ValidationConfig()
