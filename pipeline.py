@@ -70,13 +70,16 @@ from luigi.tools.range import RangeMonthly  # noqa: E402
 
 from tasks import *  # noqa: E402,F403 - registers every task with luigi
 from tasks import MonthlyRun, MonthlyTraining, TrainingPipeline  # noqa: E402
-from tasks.ops.config_check import ConfigurationError, check_configuration  # noqa: E402
+from tasks.ops.config_check import ConfigurationError, check_configuration, check_when_luigi_imports  # noqa: E402
 from tasks.ops.inspect import format_status, invalidate, job_status  # noqa: E402
 from tasks.ops.result import result_block  # noqa: E402
 from tasks.ops.runner import JobOutcome, run  # noqa: E402
 from tripduration.data.months import COLORS, add_months, format_month, parse_month, parse_month_list  # noqa: E402
 from tripduration.registry.names import GateRejectedError, check_version  # noqa: E402
 from tripduration.registry.store import ModelRegistry  # noqa: E402
+
+# `luigi --module pipeline TASK ...`: the same check as `python pipeline.py`, with luigi's flags (exit 2, one line)
+check_when_luigi_imports("luigi --module pipeline")
 
 COMMANDS = ("train", "monthly", "backfill", "monthly-run", "daily", "serve", "models", "rollback", "export-mlflow")
 JOB_COMMANDS = ("train", "monthly", "backfill", "monthly-run")
@@ -241,11 +244,12 @@ def add_export_mlflow_parser(sub: argparse._SubParsersAction) -> None:
 def mlflow_tracking_uri(given: str | None) -> str | None:
     """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
     folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
+    from tasks.settings import MlflowConfig
     from tripduration.registry.mlflow_export import sqlite_uri_relative_to
 
     if given:
         return given
-    configured = luigi.configuration.get_config().get("mlflow", "tracking_uri", "")
+    configured = MlflowConfig().tracking_uri
     if configured.strip():
         return sqlite_uri_relative_to(configured.strip(), ROOT)
     return os.environ.get("MLFLOW_TRACKING_URI") or None
@@ -454,6 +458,7 @@ def invalidate_command(argv: list[str]) -> int:
         print("usage: pipeline.py invalidate TASK_FAMILY [--param value ...]  (e.g. ValidatedTrips --month 2021-03)")
         return 2
     with CmdlineParser.global_instance(argv) as parser:
+        check_configuration()  # with luigi's --section-key flags in effect, as in luigi --module pipeline
         task = parser.get_task_obj()
     if not isinstance(task, PipelineTask):
         print(f"pipeline.py invalidate: error: {task.task_family} has no outputs of its own to redo", file=sys.stderr)
@@ -559,7 +564,7 @@ def main(argv: list[str] | None = None, today: dt.date | None = None) -> int:
     """Parse ``argv``, run the command, return the exit code; ``today`` is for tests of ``last``/``--last``."""
     try:
         return dispatch(list(sys.argv[1:] if argv is None else argv), today)
-    except UsageError as exc:
+    except (UsageError, ConfigurationError) as exc:  # ConfigurationError: e.g. invalidate's --section-key flags
         print(f"pipeline.py: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,7 +18,7 @@ import pytest
 
 import pipeline  # noqa: F401 - registers every task and config class, as the command line does
 import tasks.ops.runner
-from tasks.ops.config_check import RULES
+from tasks.ops.config_check import sections
 from tripduration.data.rules import DISPATCH_REASONS, OUTCOME_REASONS, REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +61,9 @@ def unquote(cell: str) -> str:
 
 # --------------------------------------------------------------------------- (a) configuration keys
 def config_classes() -> set[type[luigi.Config]]:
-    """The luigi.Config classes the pipeline defines: those of RULES and every one in the config modules."""
-    classes = {cls for cls, _ in RULES}
+    """The luigi.Config classes the pipeline defines: every section the check knows and every one in the config
+    modules."""
+    classes: set[type[luigi.Config]] = set(sections())
     for name in CONFIG_MODULES:
         module = importlib.import_module(name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
@@ -72,21 +73,24 @@ def config_classes() -> set[type[luigi.Config]]:
 
 
 def code_keys() -> set[tuple[str, str]]:
-    keys = {(cls.get_task_family(), key) for cls in config_classes() for key, _ in cls.get_params()}
-    keys |= {(cls.get_task_family(), key) for cls, key in RULES}
-    return keys
+    return {(cls.get_task_family(), key) for cls in config_classes() for key, _ in cls.get_params()}
 
 
-def documented_keys() -> set[tuple[str, str]]:
+def documented_rows() -> dict[tuple[str, str], list[str]]:
+    """(section, key) -> the row's cells, from the keys table of docs/configuration.md."""
     text = section_text(CONFIGURATION, "Keys of the pipeline's config classes")
-    keys: set[tuple[str, str]] = set()
+    rows: dict[tuple[str, str], list[str]] = {}
     for table in tables(text):
-        assert [unquote(c) for c in table[0][:2]] == ["section", "key"], table[0]
+        assert [unquote(c) for c in table[0][:4]] == ["section", "key", "default", "allowed"], table[0]
         for row in table[1:]:
             section = re.fullmatch(r"\[(\w+)\]", unquote(row[0]))
             assert section, f"docs/configuration.md: {row[0]!r} is not a [section]"
-            keys.add((section.group(1), unquote(row[1])))
-    return keys
+            rows[(section.group(1), unquote(row[1]))] = row
+    return rows
+
+
+def documented_keys() -> set[tuple[str, str]]:
+    return set(documented_rows())
 
 
 def test_every_config_key_of_the_code_is_documented_and_every_documented_key_exists():
@@ -96,6 +100,19 @@ def test_every_config_key_of_the_code_is_documented_and_every_documented_key_exi
     assert not undocumented, f"keys read by the code without a row in docs/configuration.md: {undocumented}"
     unknown = sorted(docs - code)
     assert not unknown, f"docs/configuration.md documents keys the code does not define: {unknown}"
+
+
+def test_the_allowed_column_says_what_each_key_s_check_allows():
+    rows = documented_rows()
+    wrong = [
+        f"[{cls.get_task_family()}] {key}: {unquote(rows[(cls.get_task_family(), key)][3])!r} "
+        f"does not say {unquote(param.check.allowed)!r}"
+        for cls in sections()
+        for key, param in cls.get_params()
+        if (cls.get_task_family(), key) in rows
+        and unquote(param.check.allowed) not in unquote(rows[(cls.get_task_family(), key)][3])
+    ]
+    assert not wrong, f"docs/configuration.md's allowed column disagrees with tasks/settings.py: {wrong}"
 
 
 # --------------------------------------------------------------------------- (b) exit codes

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from tasks import BatchPredictions, MonitoringReport, MonthlyRun, TrainingPipeline, ValidatedTrips
+from tasks.settings import MonitoringConfig
 from tests.events import loop_events
 from tripduration.data.rules import OUTCOME_REASONS
+from tripduration.monitoring.policy import Thresholds
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.features import MODEL_INPUT_COLUMNS
 
@@ -115,9 +117,14 @@ def test_monthly_loop_records_own_months_as_not_monitored_and_monitors_a_later_o
 
 
 @pytest.mark.slow
-def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(pipeline_env, run_tasks, config):
+def test_forced_degradation_trains_a_challenger_and_records_the_gate_decision(
+    pipeline_env, run_tasks, config, monkeypatch
+):
     assert run_tasks([TrainingPipeline()]).ok
-    config.set("monitoring", "rmse_degraded_ratio", "0.01")  # any error counts as degraded
+    # any error counts as degraded: a ratio below 1 is no valid [monitoring] rmse_degraded_ratio (refused up front,
+    # tests/integration/test_config_check.py), so the verdict's thresholds are forced in the code instead
+    forced = Thresholds(rmse_degraded_ratio=0.01)
+    monkeypatch.setattr(MonitoringConfig, "thresholds", lambda self: forced)
     result = run_tasks([MonthlyRun(month=APRIL)])
     assert result.ok, result
     assert {"CandidateScore", "FinalModel", "RegisteredModel", "MonthlyTraining"} <= result.families()
