@@ -14,8 +14,8 @@ import time
 import luigi
 import pytest
 
-from tasks.ops import runner
 from tasks.base import PipelineTask
+from tasks.ops import runner
 from tasks.ops.process import scheduler_cores
 
 
