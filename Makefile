@@ -12,7 +12,7 @@ PIPELINE_LOG_DIR ?= var/log
 .DEFAULT_GOAL := help
 
 .PHONY: lock demo bench-storage test-slow
-.PHONY: help setup setup-s3 setup-mlflow setup-dev run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
+.PHONY: help setup setup-s3 setup-mlflow setup-dev run status models serve test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ help: ## list the targets
 # sha256 of its files, so two installs a month apart are the same. requirements*.txt name the direct
 # dependencies; `make lock` (scripts/lock.sh) re-resolves them all, in one resolution, into their locks:
 #   requirements.lock        the runtime: training, luigid, the HTTP service (make setup, make run)
-#   requirements-build.lock  setuptools, which installs this project (editable)
+#   requirements-build.lock  setuptools, which installs this project and its `tripduration` command
 #   requirements-s3.lock, requirements-mlflow.lock   the optional extras, each on top of the runtime
 #   requirements-dev.lock    the test and lint tools (make setup-dev; make test and make lint add it)
 $(PY):
@@ -41,17 +41,26 @@ $(DEV_STAMP): requirements-dev.lock $(VENV)/.installed-s3 $(VENV)/.installed-mlf
 	$(PIP_HASHED) -r requirements.lock -r requirements-s3.lock -r requirements-mlflow.lock -r requirements-dev.lock
 	touch $@
 
-setup: $(STAMP) ## create .venv: the runtime (requirements.lock, sha256-checked) and this project (editable)
+setup: $(STAMP) ## create .venv: the runtime (requirements.lock, sha256-checked) and the `tripduration` command
 setup-s3: $(VENV)/.installed-s3 ## add the optional `s3` extra (boto3, for s3:// paths), sha256-checked
-setup-mlflow: $(VENV)/.installed-mlflow ## add the optional `mlflow` extra (pipeline.py export-mlflow), sha256-checked
+setup-mlflow: $(VENV)/.installed-mlflow ## add the optional `mlflow` extra (tripduration export-mlflow), sha256-checked
 setup-dev: $(DEV_STAMP) ## add both extras and the test and lint tools (what make test and make lint use)
 
 lock: | $(PY) ## re-resolve requirements*.txt into every requirements*.lock with hashes (uv; needs the package index)
 	$(PY) -m pip install --quiet uv==0.9.9
 	UV=$(VENV)/bin/uv scripts/lock.sh
 
-run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03)
-	$(PY) pipeline.py $(ARGS)
+run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03); or ARGS="monthly ..."
+	$(VENV)/bin/tripduration $(ARGS)
+
+status: $(STAMP) ## which tasks of the job are complete, which would run and why (ARGS="monthly --month 2021-03")
+	$(VENV)/bin/tripduration status $(ARGS)
+
+models: $(STAMP) ## the registered model versions: status, metrics, the gate's reasons
+	$(VENV)/bin/tripduration models $(ARGS)
+
+serve: $(STAMP) ## serve the production model on http://127.0.0.1:8000 (ARGS="--port 9000 --workers 2")
+	$(VENV)/bin/tripduration serve $(ARGS)
 
 demo: $(STAMP) ## offline demo of the monthly loop on months built from the embedded ones: drift, retrain, gate (~1 min)
 	$(PY) scripts/demo_monthly_loop.py

@@ -52,7 +52,7 @@ class MonthlyRun(PipelineTask):
     code_version = 2  # 2: pinned version, own months not monitored, explicit retrain policy, deferral
     color = ColorParameter()
     month = MonthParameter(description="the month to predict, monitor and (if needed) retrain on")
-    model_version = luigi.Parameter(
+    model_version = predictions.ModelVersionParameter(  # vNNNN or 'production': never a path
         default="production",
         description="version to monitor (vNNNN); 'production' is resolved once, when the task is created",
     )
