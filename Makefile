@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+PIP_HASHED := $(PY) -m pip install --quiet --require-hashes
 # operational state, kept by `clean`: luigid's state, history database, pid/address files and logs; cron logs
 SCHEDULER_DIR ?= var/scheduler
 PIPELINE_LOG_DIR ?= var/log
@@ -10,64 +12,87 @@ PIPELINE_LOG_DIR ?= var/log
 .DEFAULT_GOAL := help
 
 .PHONY: lock demo bench-storage test-slow
-.PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
+.PHONY: help setup setup-s3 setup-mlflow setup-dev run status models serve test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-17s %s\n", $$1, $$2}'
 
-# The environment is installed from requirements.lock: every package (direct and pulled in), exact version
-# and sha256 of its files, so two installs a month apart are the same. requirements.txt / requirements-dev.txt
-# name the direct dependencies; `make lock` re-resolves them into the lock (after editing a pin).
+# The environment is installed from hashed locks: every package (direct and pulled in), exact version and
+# sha256 of its files, so two installs a month apart are the same. requirements*.txt name the direct
+# dependencies; `make lock` (scripts/lock.sh) re-resolves them all, in one resolution, into their locks:
+#   requirements.lock        the runtime: training, luigid, the HTTP service (make setup, make run)
+#   requirements-build.lock  setuptools, which installs this project and its `tripduration` command
+#   requirements-s3.lock, requirements-mlflow.lock   the optional extras, each on top of the runtime
+#   requirements-dev.lock    the test and lint tools (make setup-dev; make test and make lint add it)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.lock pyproject.toml | $(PY)
+$(STAMP): requirements.lock requirements-build.lock pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PIP_HASHED) -r requirements.lock -r requirements-build.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
-	touch $(STAMP)
+	touch $@
 
-setup: $(STAMP) ## create .venv and install the locked environment (requirements.lock, sha256-checked)
+$(VENV)/.installed-s3 $(VENV)/.installed-mlflow: $(VENV)/.installed-%: requirements-%.lock $(STAMP)
+	$(PIP_HASHED) -r requirements.lock -r requirements-$*.lock
+	touch $@
 
-lock: | $(PY) ## re-resolve requirements*.txt into requirements.lock with hashes (uv; needs the package index)
+$(DEV_STAMP): requirements-dev.lock $(VENV)/.installed-s3 $(VENV)/.installed-mlflow
+	$(PIP_HASHED) -r requirements.lock -r requirements-s3.lock -r requirements-mlflow.lock -r requirements-dev.lock
+	touch $@
+
+setup: $(STAMP) ## create .venv: the runtime (requirements.lock, sha256-checked) and the `tripduration` command
+setup-s3: $(VENV)/.installed-s3 ## add the optional `s3` extra (boto3, for s3:// paths), sha256-checked
+setup-mlflow: $(VENV)/.installed-mlflow ## add the optional `mlflow` extra (tripduration export-mlflow), sha256-checked
+setup-dev: $(DEV_STAMP) ## add both extras and the test and lint tools (what make test and make lint use)
+
+lock: | $(PY) ## re-resolve requirements*.txt into every requirements*.lock with hashes (uv; needs the package index)
 	$(PY) -m pip install --quiet uv==0.9.9
-	$(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements.lock
+	UV=$(VENV)/bin/uv scripts/lock.sh
 
-run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03)
-	$(PY) pipeline.py $(ARGS)
+run: $(STAMP) ## train, evaluate and register the model on the embedded months (2021-01/02/03); or ARGS="monthly ..."
+	$(VENV)/bin/tripduration $(ARGS)
+
+status: $(STAMP) ## which tasks of the job are complete, which would run and why (ARGS="monthly --month 2021-03")
+	$(VENV)/bin/tripduration status $(ARGS)
+
+models: $(STAMP) ## the registered model versions: status, metrics, the gate's reasons
+	$(VENV)/bin/tripduration models $(ARGS)
+
+serve: $(STAMP) ## serve the production model on http://127.0.0.1:8000 (ARGS="--port 9000 --workers 2")
+	$(VENV)/bin/tripduration serve $(ARGS)
 
 demo: $(STAMP) ## offline demo of the monthly loop on months built from the embedded ones: drift, retrain, gate (~1 min)
 	$(PY) scripts/demo_monthly_loop.py
 
-test: $(STAMP) ## fast test suite (unit, integration on small slices, recovery)
+test: $(DEV_STAMP) ## fast test suite (unit, integration on small slices, recovery)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) ## only the slow tests (end-to-end on the real months, SIGKILL points, two hosts on S3, benchmark smoke)
+test-slow: $(DEV_STAMP) ## only the slow tests (end-to-end on the real months, SIGKILL points, two hosts on S3, benchmark smoke)
 	$(PY) -m pytest -q -m slow
 
-test-all: $(STAMP) ## every test, including the slow end-to-end run on the real months
+test-all: $(DEV_STAMP) ## every test, including the slow end-to-end run on the real months
 	$(PY) -m pytest -q -m ''
 
-test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
+test-kill: $(DEV_STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
-bench: $(STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, then S3 vs disk
+bench: $(DEV_STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, then S3 vs disk
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/s3_bench.py
 
-bench-storage: $(STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
+bench-storage: $(DEV_STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
 	$(PY) benchmarks/s3_bench.py
 
-bench-quick: $(STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
+bench-quick: $(DEV_STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
 	$(PY) benchmarks/run.py --quick
 
-lint: $(STAMP) ## ruff (style, complexity C901 <= 10) and mypy (types), both clean
+lint: $(DEV_STAMP) ## ruff (style, complexity C901 <= 10) and mypy (types), both clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(STAMP) ## apply ruff's fixes and formatting
+format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 

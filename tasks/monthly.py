@@ -49,7 +49,7 @@ class MonthlyRun(PipelineTask):
 
     color = ColorParameter()
     month = MonthParameter(description="the month to predict, monitor and (if needed) retrain on")
-    model_version = luigi.Parameter(
+    model_version = predictions.ModelVersionParameter(  # vNNNN or 'production': never a path
         default="production",
         description="version to monitor (vNNNN); 'production': the version of the month's record, or the "
         "production version when the month has none, resolved once, when the task is created",

@@ -1,4 +1,4 @@
-"""Parameter types of the tasks: a taxi colour, a month, a list or range of months."""
+"""Parameter types of the tasks: a taxi colour, a month, a list or range of months, a model candidate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import luigi
 
 from tripduration.data.months import COLORS, format_month, parse_month, parse_month_list
+from tripduration.training.candidates import get_candidate
 
 
 class ColorParameter(luigi.ChoiceParameter[str]):
@@ -19,6 +20,15 @@ class ColorParameter(luigi.ChoiceParameter[str]):
         kwargs.setdefault("default", "green")
         kwargs.setdefault("description", f"taxi colour, one of {', '.join(COLORS)}")
         super().__init__(**kwargs)
+
+
+class CandidateParameter(luigi.Parameter):
+    """The name of a model candidate of ``tripduration.training.candidates.CANDIDATES``; an unknown name is
+    refused when the task is made (command line, keyword argument or config), naming the known ones."""
+
+    def normalize(self, x: Any) -> str:
+        get_candidate(x)
+        return str(x)
 
 
 class MonthParameter(luigi.MonthParameter):

@@ -9,7 +9,7 @@ import luigi
 
 from tasks.base import PipelineTask
 from tasks.data import ModelInputTable
-from tasks.params import ColorParameter, MonthListParameter, MonthParameter
+from tasks.params import CandidateParameter, ColorParameter, MonthListParameter, MonthParameter
 from tasks.settings import ModelSearchConfig, TrainingConfig
 from tasks.targets import Output, dump, load
 from tripduration.data.months import check_split
@@ -46,7 +46,7 @@ class CandidateScore(TrainingWindow):
     """
 
     fingerprint_configs = (TrainingConfig,)
-    candidate = luigi.Parameter(description="candidate name from tripduration.training.candidates.CANDIDATES")
+    candidate = CandidateParameter(description="candidate name from tripduration.training.candidates.CANDIDATES")
 
     @property
     def priority(self) -> float:  # type: ignore[override]

@@ -17,6 +17,7 @@ import luigi
 import pytest
 
 import pipeline  # noqa: F401 - registers every task and config class, as the command line does
+import tasks.cli.errors
 import tasks.ops.runner
 from tasks.ops.config_check import sections
 from tripduration.data.rules import DISPATCH_REASONS, OUTCOME_REASONS, REASONS
@@ -28,6 +29,8 @@ CONFIGURATION = DOCS / "configuration.md"
 OPERATIONS = DOCS / "operations.md"
 CONFIG_MODULES = ("tasks.settings",)
 README_MAX_LINES = 200
+# the command line's own exit codes (tasks/cli/errors.py): the codes of the commands that are not luigi jobs
+CLI_CODES = ("COMMAND_FAILED", "BAD_ARGUMENTS")
 
 
 # --------------------------------------------------------------------------- reading Markdown
@@ -124,7 +127,8 @@ def retcodes() -> dict[str, int]:
 
 
 def expected_exit_codes() -> set[int]:
-    return {0, 2, *retcodes().values(), tasks.ops.runner.SCHEDULER_UNREACHABLE, tasks.ops.runner.SCHEDULER_LOST}
+    own = {getattr(tasks.cli.errors, name) for name in CLI_CODES}
+    return {0, *own, *retcodes().values(), tasks.ops.runner.SCHEDULER_UNREACHABLE, tasks.ops.runner.SCHEDULER_LOST}
 
 
 def exit_code_tables(path: Path) -> list[list[list[str]]]:
@@ -154,6 +158,10 @@ def test_the_configuration_exit_code_table_names_where_each_code_is_defined():
     for name in ("SCHEDULER_UNREACHABLE", "SCHEDULER_LOST"):
         code = getattr(tasks.ops.runner, name)
         assert named.get(f"tasks/ops/runner.py {name}") == code, f"tasks.ops.runner.{name} = {code} is not its row"
+    for name in CLI_CODES:
+        code = getattr(tasks.cli.errors, name)
+        where = [w for w, c in named.items() if w.startswith(f"tasks/cli/errors.py {name}")]
+        assert where and named[where[0]] == code, f"tasks.cli.errors.{name} = {code} is not its row"
 
 
 # --------------------------------------------------------------------------- (c) rejection reasons

@@ -214,13 +214,9 @@ def _epoch_ms(timestamp: str | None) -> int | None:
 def _mlflow() -> Any:
     """Import mlflow on first use, with its usage telemetry off unless the user decided otherwise."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    try:
-        import mlflow
-    except ImportError as exc:  # pragma: no cover - mlflow is in requirements.txt
-        raise MlflowExportError(
-            f"mlflow is not installed ({exc}); install the pinned requirements: pip install -r requirements.txt"
-        ) from None
-    return mlflow
+    from tripduration.runtime.extras import import_extra
+
+    return import_extra("mlflow")  # not installed: MissingExtraError, one line naming the 'mlflow' extra
 
 
 @contextlib.contextmanager
