@@ -9,7 +9,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock demo bench-storage test-slow
+.PHONY: lock demo bench-storage bench-service test-slow
 .PHONY: help setup run test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -52,9 +52,15 @@ test-all: $(STAMP) ## every test, including the slow end-to-end run on the real 
 test-kill: $(STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
-bench: $(STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, then S3 vs disk
+bench: $(STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, S3 vs disk, the service
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/s3_bench.py
+	$(MAKE) bench-service ARGS=
+
+# the production model `make run` registers: trained first if missing (a no-op of a few seconds when complete)
+bench-service: $(STAMP) ## pipeline.py serve vs a naive FastAPI service on the production model (~4 min): benchmarks/service_results.json
+	$(PY) pipeline.py > /dev/null
+	$(PY) benchmarks/service_bench.py $(ARGS)
 
 bench-storage: $(STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
 	$(PY) benchmarks/s3_bench.py
