@@ -3,7 +3,9 @@
 - ``POST /predict``: one trip (object) or a list of trips; answers ``{"predictions": [...], "model": {...}}``
 - ``GET /health``: ``{"status": "ok", ...}`` (503 while no production model can be loaded)
 - ``GET /model``: name, version, metrics, trained months of the serving model
-- ``GET /metrics``: Prometheus text format; ``GET /docs`` and ``GET /openapi.json``: the API's description
+- ``GET /metrics``: Prometheus text format; ``GET /docs`` (Swagger UI), ``GET /redoc`` and ``GET /openapi.json``:
+  the API's description; the pages' scripts and styles are served by the service itself (fastapi-offline), so
+  they work without internet access
 
 Invalid input gets a 4xx answer ``{"error", "field", "index"}`` naming the field and the problem; an unexpected
 error a 500 JSON answer, never a crash. ``/predict`` reads the raw body (already size- and time-checked by
@@ -24,6 +26,7 @@ from typing import Any, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -156,7 +159,7 @@ def create_app(
         batcher.close()
         metrics.worker_exit()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load Swagger UI and ReDoc from this package, not from a CDN
         title="NYC green taxi trip duration",
         version="1",
         description="Predicts trip durations with the registry's production model (hot-swapped on promotion).",

@@ -29,7 +29,9 @@ from prometheus_client import (
     multiprocess,
 )
 
-ENDPOINTS = frozenset({"/predict", "/health", "/model", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+ENDPOINTS = frozenset(
+    {"/predict", "/health", "/model", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+)
 #: every label value comes from a fixed set: a client choosing methods, paths or odd statuses cannot add series
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATUSES = frozenset({200, 400, 404, 405, 408, 411, 413, 422, 499, 500, 503})
