@@ -49,6 +49,7 @@ from benchmarks.common import PYTHON, ROOT, busy_loops, load_average, machine_fa
 
 RESULTS = ROOT / "benchmarks" / "service_results.json"
 BATCH_TRIPS = 1000
+REQUEST_TIMEOUT = 120.0  # seconds: a service that takes longer to answer one request is reported as failing
 SERVICES = ("ours", "naive")
 TARGETS = {  # key: (what, bound, higher is better)
     "single_rps_ratio": ("single-trip throughput, ours / naive (idle)", 5.0, True),
@@ -165,31 +166,36 @@ def percentile(values: list[float], q: int) -> float:
 
 
 async def single_trips(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, float]:
-    """``clients`` keep-alive connections, each sending one trip at a time for ``seconds``."""
+    """``clients`` keep-alive connections, each sending one trip at a time for ``seconds`` (at least one each:
+    a service slower than the window still gets measured)."""
     latencies: list[float] = []
     failures: list[str] = []
-    start = asyncio.Event()
+    warm = asyncio.Barrier(clients + 1)
+    go = asyncio.Event()
     stop_at = [0.0]
 
     async def client(k: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await exchange(reader, writer, requests[k])  # connected and warm before the clock starts
-        await start.wait()
+        await timed(exchange(reader, writer, requests[k]))  # connected and warm before the clock starts
+        await warm.wait()
+        await go.wait()
         i = k
-        while time.perf_counter() < stop_at[0]:
+        while True:
             began = time.perf_counter()
-            status, body = await exchange(reader, writer, requests[i % len(requests)])
+            status, body = await timed(exchange(reader, writer, requests[i % len(requests)]))
             latencies.append(time.perf_counter() - began)
             if status != 200:
                 failures.append(f"HTTP {status}: {body[:200]!r}")
             i += clients
+            if time.perf_counter() >= stop_at[0]:
+                break
         writer.close()
 
     tasks = [asyncio.create_task(client(k)) for k in range(clients)]
-    await asyncio.sleep(0.2)
+    await warm.wait()
     cpu, began = time.process_time(), time.perf_counter()
     stop_at[0] = began + seconds
-    start.set()
+    go.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
     if failures:
@@ -203,15 +209,23 @@ async def single_trips(port: int, requests: list[bytes], clients: int, seconds: 
     }
 
 
+async def timed(exchanged: Any, seconds: float = REQUEST_TIMEOUT) -> tuple[int, bytes]:
+    """One exchange, or an error naming the timeout (a stuck service must not hang the benchmark)."""
+    try:
+        return await asyncio.wait_for(exchanged, seconds)
+    except TimeoutError:
+        raise RuntimeError(f"no answer within {seconds:g} s") from None
+
+
 async def batches(port: int, request: bytes, count: int, max_seconds: float) -> dict[str, float]:
     """``count`` 1,000-trip requests one after another (fewer if ``max_seconds`` pass first)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await exchange(reader, writer, request)  # warm
+    await timed(exchange(reader, writer, request))  # warm
     times: list[float] = []
     deadline = time.perf_counter() + max_seconds
     while len(times) < count and (len(times) < 5 or time.perf_counter() < deadline):
         began = time.perf_counter()
-        status, body = await exchange(reader, writer, request)
+        status, body = await timed(exchange(reader, writer, request))
         times.append(time.perf_counter() - began)
         if status != 200:
             raise RuntimeError(f"batch: HTTP {status}: {body[:200]!r}")
