@@ -170,26 +170,28 @@ async def single_trips(port: int, requests: list[bytes], clients: int, seconds: 
     a service slower than the window still gets measured)."""
     latencies: list[float] = []
     failures: list[str] = []
+    reconnects: list[int] = []
     warm = asyncio.Barrier(clients + 1)
     go = asyncio.Event()
     stop_at = [0.0]
 
     async def client(k: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await timed(exchange(reader, writer, requests[k]))  # connected and warm before the clock starts
+        connection = Connection(port)
+        await connection.send(requests[k])  # connected and warm before the clock starts
         await warm.wait()
         await go.wait()
         i = k
         while True:
             began = time.perf_counter()
-            status, body = await timed(exchange(reader, writer, requests[i % len(requests)]))
+            status, body = await connection.send(requests[i % len(requests)])
             latencies.append(time.perf_counter() - began)
             if status != 200:
                 failures.append(f"HTTP {status}: {body[:200]!r}")
             i += clients
             if time.perf_counter() >= stop_at[0]:
                 break
-        writer.close()
+        connection.close()
+        reconnects.append(connection.reconnects)
 
     tasks = [asyncio.create_task(client(k)) for k in range(clients)]
     await warm.wait()
@@ -206,7 +208,35 @@ async def single_trips(port: int, requests: list[bytes], clients: int, seconds: 
         "p99_ms": percentile(latencies, 99) * 1000,
         "requests": len(latencies),
         "generator_cpu": (time.process_time() - cpu) / elapsed,
+        "reconnects": sum(reconnects),
     }
+
+
+class Connection:
+    """A keep-alive connection that, like an HTTP client's pool, reconnects once when the server has closed it
+    while it was idle (a keep-alive timeout) and sends the request again."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.reconnects = port, 0
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.streams is None:
+                self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                return await timed(exchange(*self.streams, request))
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                self.close()
+                if attempt == 2 or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                    raise
+                self.reconnects += 1
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
 
 
 async def timed(exchanged: Any, seconds: float = REQUEST_TIMEOUT) -> tuple[int, bytes]:
@@ -219,17 +249,17 @@ async def timed(exchanged: Any, seconds: float = REQUEST_TIMEOUT) -> tuple[int, 
 
 async def batches(port: int, request: bytes, count: int, max_seconds: float) -> dict[str, float]:
     """``count`` 1,000-trip requests one after another (fewer if ``max_seconds`` pass first)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await timed(exchange(reader, writer, request))  # warm
+    connection = Connection(port)
+    await connection.send(request)  # warm
     times: list[float] = []
     deadline = time.perf_counter() + max_seconds
     while len(times) < count and (len(times) < 5 or time.perf_counter() < deadline):
         began = time.perf_counter()
-        status, body = await timed(exchange(reader, writer, request))
+        status, body = await connection.send(request)
         times.append(time.perf_counter() - began)
         if status != 200:
             raise RuntimeError(f"batch: HTTP {status}: {body[:200]!r}")
-    writer.close()
+    connection.close()
     return {"batch_p50_ms": percentile(times, 50) * 1000, "batch_p99_ms": percentile(times, 99) * 1000}
 
 
