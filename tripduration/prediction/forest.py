@@ -81,17 +81,20 @@ class Forest:
 
     def predict(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Predictions for the rows of ``x`` (float64, one column per feature, in the model's order), on up to
-        ``threads`` threads (each takes a contiguous block of rows; the kernel releases the GIL)."""
+        ``threads`` threads: the rows are cut into that many blocks, the calling thread walks the first and a
+        pool the others (the kernel releases the GIL). More, smaller blocks were slower: each block reads all
+        trees again (measured: 4 blocks per thread, 28 ms instead of 24 for 1,000 trips on 2 busy cores)."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected a 2-D array of {self.n_features} feature columns, got shape {x.shape}")
         out = np.empty(x.shape[0], dtype=np.float64)
-        blocks = min(max(threads, 1), max(x.shape[0] // ROWS_PER_THREAD, 1))
-        if blocks == 1:
-            self._walk(x, out)
-            return out
-        bounds = np.linspace(0, x.shape[0], blocks + 1).astype(int)
-        list(_pool().map(lambda p: self._walk(x[p[0] : p[1]], out[p[0] : p[1]]), itertools.pairwise(bounds)))
+        threads = min(max(threads, 1), max(x.shape[0] // ROWS_PER_THREAD, 1))
+        bounds = list(itertools.pairwise(np.linspace(0, x.shape[0], threads + 1).astype(int).tolist()))
+        helpers = [_pool().submit(self._walk, x[lo:hi], out[lo:hi]) for lo, hi in bounds[1:]]
+        lo, hi = bounds[0]
+        self._walk(x[lo:hi], out[lo:hi])
+        for helper in helpers:
+            helper.result()
         return out
 
     def _walk(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -107,7 +110,7 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="forest")
+        _POOL = ThreadPoolExecutor(max_workers=max(usable_cpus() - 1, 1), thread_name_prefix="forest")
     return _POOL
 
 
