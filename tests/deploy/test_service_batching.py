@@ -235,3 +235,25 @@ def test_a_request_that_breaks_the_model_fails_alone_not_its_batch() -> None:
     for reply in (first, ok_before, ok_after):
         assert reply.status == 200 and json.loads(reply.body)["predictions"] == [{"duration_min": 7.0}]
     assert isinstance(broken, ValueError) and "zone 13" in str(broken)
+
+
+class BreaksTheCompiler:
+    """A model whose structure makes compiling fail with an unexpected error, while its predict works."""
+
+    @property
+    def steps(self) -> Any:
+        raise RuntimeError("odd structure")
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), 5.0)
+
+
+def test_a_model_that_fails_to_compile_is_served_by_its_own_predict() -> None:
+    batcher = PredictBatcher(FixedHolder(BreaksTheCompiler()), Metrics())  # type: ignore[arg-type]
+    batcher.warm()
+    trip = {"pickup_datetime": "2021-03-15T08:30:00", "PULocationID": 74, "DOLocationID": 236, "trip_distance": 2.1}
+    try:
+        reply = asyncio.run(batcher.submit(json.dumps(trip).encode()))
+    finally:
+        batcher.close()
+    assert reply.status == 200 and json.loads(reply.body)["predictions"] == [{"duration_min": 5.0}]

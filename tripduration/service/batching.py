@@ -81,6 +81,9 @@ class ModelRunner:
         except UnsupportedModelError as exc:
             log.info("serving %s with model.predict (not compiled: %s)", version, exc)
             compiled = None
+        except Exception as exc:  # compiling is an optimisation: whatever goes wrong, model.predict still serves
+            log.warning("serving %s with model.predict (compiling failed: %s: %s)", version, type(exc).__name__, exc)
+            compiled = None
         else:
             log.info("serving %s compiled (largest difference on the probe trips: %g)", version, worst)
         self._model, self._compiled = loaded.model, compiled
