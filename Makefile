@@ -11,7 +11,7 @@ PIPELINE_LOG_DIR ?= var/log
 
 .DEFAULT_GOAL := help
 
-.PHONY: lock demo bench-storage test-slow
+.PHONY: lock demo bench-storage bench-service test-slow
 .PHONY: help setup setup-s3 setup-mlflow setup-dev run status models serve test test-all test-kill bench bench-quick lint format clean clean-ops scheduler scheduler-stop scheduler-status
 
 help: ## list the targets
@@ -77,9 +77,15 @@ test-all: $(DEV_STAMP) ## every test, including the slow end-to-end run on the r
 test-kill: $(DEV_STAMP) ## the SIGKILL test at 20 moments of the run (make test samples 3)
 	KILL_POINTS=20 $(PY) -m pytest -q tests/recovery/test_kill_anywhere.py -s
 
-bench: $(DEV_STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, then S3 vs disk
+bench: $(DEV_STAMP) ## all benchmarks (~1 h on 2 cores, idle machine): benchmarks/results.json, docs/benchmarks.md, S3 vs disk, the service
 	$(PY) benchmarks/run.py $(ARGS)
 	$(PY) benchmarks/s3_bench.py
+	$(MAKE) bench-service ARGS=
+
+# the production model `make run` registers: trained first if missing (a no-op of a few seconds when complete)
+bench-service: $(STAMP) ## pipeline.py serve vs a naive FastAPI service on the production model (~4 min): benchmarks/service_results.json
+	$(PY) pipeline.py > /dev/null
+	$(PY) benchmarks/service_bench.py $(ARGS)
 
 bench-storage: $(DEV_STAMP) ## object storage only: full run on a local S3 endpoint vs local disk, no-op rerun on S3 (~10 min)
 	$(PY) benchmarks/s3_bench.py

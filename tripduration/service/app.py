@@ -3,13 +3,16 @@
 - ``POST /predict``: one trip (object) or a list of trips; answers ``{"predictions": [...], "model": {...}}``
 - ``GET /health``: ``{"status": "ok", ...}`` (503 while no production model can be loaded)
 - ``GET /model``: name, version, metrics, trained months of the serving model
-- ``GET /metrics``: Prometheus text format; ``GET /docs`` and ``GET /openapi.json``: the API's description
+- ``GET /metrics``: Prometheus text format; ``GET /docs`` (Swagger UI), ``GET /redoc`` and ``GET /openapi.json``:
+  the API's description; the pages' scripts and styles are served by the service itself (fastapi-offline), so
+  they work without internet access
 
 Invalid input gets a 4xx answer ``{"error", "field", "index"}`` naming the field and the problem; an unexpected
 error a 500 JSON answer, never a crash. ``/predict`` reads the raw body (already size- and time-checked by
-:class:`~tripduration.service.guards.RequestGuard`) and validates it itself (see :mod:`.schemas`); the
-request schema is still declared, so ``/docs`` shows it. Parsing and prediction run in the thread pool: the
-event loop stays free to accept connections and enforce the body deadlines.
+:class:`~tripduration.service.guards.RequestGuard`) and hands it to the :class:`~.batching.PredictBatcher`,
+whose predict thread parses, validates (see :mod:`.schemas`) and predicts it together with the requests that
+arrived at the same time; the request schema is still declared, so ``/docs`` shows it. The event loop never
+parses or predicts: it stays free to accept connections and enforce the body deadlines.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from typing import Any, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from pydantic import TypeAdapter
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tripduration.io import open_spec
 from tripduration.registry.store import ModelRegistry
+from tripduration.service.batching import PredictBatcher
 from tripduration.service.guards import RequestGuard, json_bytes
 from tripduration.service.holder import Loaded, ModelHolder, model_info
 from tripduration.service.metrics import Metrics
@@ -40,9 +44,6 @@ from tripduration.service.schemas import (
     ModelInfo,
     PredictRequest,
     PredictResponse,
-    load_json,
-    to_frame,
-    validate_trips,
 )
 
 BODY_TIMEOUT = 10.0  # seconds to receive a whole request body (a 1 MB body on a slow link takes far less)
@@ -70,24 +71,6 @@ def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     return schema, schema.pop("$defs", {})
 
 
-def _predict(holder: ModelHolder, metrics: Metrics, body: bytes) -> Response:
-    """Parse, validate and predict (in a worker thread)."""
-    rows = validate_trips(load_json(body))
-    loaded = holder.get()
-    if loaded is None:
-        raise InputError("no production model is registered yet", status=503)
-    minutes = loaded.model.predict(to_frame(rows))
-    metrics.predictions.inc(len(rows))
-    meta = loaded.metadata
-    return json_response(
-        200,
-        {
-            "predictions": [{"duration_min": round(float(m), 3)} for m in minutes],
-            "model": {"name": meta.get("name"), "version": meta.get("version")},
-        },
-    )
-
-
 def _health(holder: ModelHolder) -> Response:
     loaded: Loaded | None = holder.get()
     return json_response(
@@ -107,7 +90,7 @@ def _model(holder: ModelHolder) -> Response:
     return json_response(200, model_info(loaded.metadata))
 
 
-def add_routes(app: FastAPI, holder: ModelHolder, metrics: Metrics) -> None:
+def add_routes(app: FastAPI, holder: ModelHolder, metrics: Metrics, batcher: PredictBatcher) -> None:
     request_schema, _ = _request_schema()
 
     @app.post(
@@ -118,8 +101,8 @@ def add_routes(app: FastAPI, holder: ModelHolder, metrics: Metrics) -> None:
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}}},
     )
     async def predict(request: Request) -> Response:
-        body = await request.body()
-        return await run_in_threadpool(_predict, holder, metrics, body)
+        reply = await batcher.submit(await request.body())
+        return Response(reply.body, status_code=reply.status, media_type="application/json")
 
     @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     def health() -> Response:
@@ -167,20 +150,22 @@ def create_app(
     """The ASGI application: FastAPI routes wrapped in the request guard (size, deadline, metrics)."""
     metrics = Metrics()
     holder = ModelHolder(registry, on_loaded=metrics.model_loaded, on_failed=metrics.reload_failed)
-    holder.get()
+    batcher = PredictBatcher(holder, metrics)
+    batcher.warm()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        batcher.close()
         metrics.worker_exit()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load Swagger UI and ReDoc from this package, not from a CDN
         title="NYC green taxi trip duration",
         version="1",
         description="Predicts trip durations with the registry's production model (hot-swapped on promotion).",
         lifespan=lifespan,
     )
-    add_routes(app, holder, metrics)
+    add_routes(app, holder, metrics, batcher)
     add_error_handlers(app)
     _, definitions = _request_schema()
     default_openapi = app.openapi
@@ -193,7 +178,7 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(RequestGuard, metrics=metrics, max_body=max_body, body_timeout=body_timeout)
-    app.state.holder, app.state.metrics = holder, metrics
+    app.state.holder, app.state.metrics, app.state.batcher = holder, metrics, batcher
     return app
 
 

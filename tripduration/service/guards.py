@@ -5,21 +5,17 @@ itself, under a total deadline (a client trickling one byte every 5 s is cut off
 after 5 s of silence) and a size limit, and hands the application the complete body. It also measures every
 request for the metrics, refusals included.
 
-:class:`JSONErrorH11Protocol` is uvicorn's h11 protocol whose answer to a request h11 cannot parse (a
-Content-Length of non-ASCII digits, or of 5,000 digits) is JSON naming the header instead of plain text.
+The connection-level guards (idle and head timeouts, the request limit, JSON for unparseable HTTP) are in
+:mod:`tripduration.service.protocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tripduration.service.metrics import Metrics
 from tripduration.service.schemas import InputError
@@ -162,22 +158,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class JSONErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering an unparseable request with our JSON error shape."""
-
-    def send_400_response(self, msg: str) -> None:
-        exc = sys.exc_info()[1]  # uvicorn calls this inside ``except h11.RemoteProtocolError``
-        detail = str(exc) if exc is not None else msg
-        field = "Content-Length" if "content-length" in detail.lower() else None
-        data = json_bytes({"error": f"malformed HTTP request: {detail}", "field": field, "index": None})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(data)).encode()),
-            (b"connection", b"close"),
-        ]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=data)):
-            self.transport.write(self.conn.send(event))
-        self.transport.write(self.conn.send(h11.EndOfMessage()))
-        self.transport.close()

@@ -1,6 +1,8 @@
 """Prometheus metrics of the service (``GET /metrics``).
 
-- ``tripduration_http_requests_total{endpoint,method,status}``: every answer, refusals included;
+- ``tripduration_http_requests_total{endpoint,method,status}``: every answer, refusals included; each label
+  has a fixed set of values (:data:`ENDPOINTS` or ``other``, :data:`METHODS` or ``other``, :data:`STATUSES` or
+  the status class), so no client can grow the number of series;
 - ``tripduration_http_request_duration_seconds{endpoint}``: latency histogram (body read to last byte sent);
 - ``tripduration_predictions_total``: trips predicted (a batch of 1,000 counts 1,000);
 - ``tripduration_serving_model{name,version}``: 1 for the version being served, 0 for the versions served before;
@@ -27,7 +29,12 @@ from prometheus_client import (
     multiprocess,
 )
 
-ENDPOINTS = frozenset({"/predict", "/health", "/model", "/metrics", "/docs", "/openapi.json"})
+ENDPOINTS = frozenset(
+    {"/predict", "/health", "/model", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+)
+#: every label value comes from a fixed set: a client choosing methods, paths or odd statuses cannot add series
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUSES = frozenset({200, 400, 404, 405, 408, 411, 413, 422, 499, 500, 503})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -35,6 +42,18 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def endpoint_label(path: str) -> str:
     """The path of a known endpoint, else ``other`` (a scanner's paths must not grow the series without bound)."""
     return path if path in ENDPOINTS else "other"
+
+
+def method_label(method: str) -> str:
+    """A standard method, else ``other`` (HTTP lets a client invent any token: ``SCAN1``, ``SCAN2``...)."""
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    """A status the service answers with, else its class (``2xx`` .. ``5xx``; ``other`` outside 100..599)."""
+    if status in STATUSES:
+        return str(status)
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
 
 class Metrics:
@@ -72,7 +91,7 @@ class Metrics:
 
     def observe(self, path: str, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint_label(path)
-        self.requests.labels(endpoint, method, str(status)).inc()
+        self.requests.labels(endpoint, method_label(method), status_label(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
     def model_loaded(self, metadata: dict[str, Any]) -> None:

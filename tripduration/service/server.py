@@ -1,9 +1,11 @@
 """Run the service under uvicorn: one process, or ``--workers N`` processes sharing one listening socket.
 
-What holds a request to account:
-- ``limit_concurrency``: over this many connections and requests at once, new ones get 503 at once;
+What holds a request to account (the connection-level ones are :mod:`tripduration.service.protocol`'s):
+- ``limit_concurrency``: when this many requests are in progress, the new one included, it gets 503 at
+  once (a connection that has not sent a request holds no slot);
 - ``backlog``: connections the kernel queues before ``accept``;
-- ``timeout_keep_alive``: an idle keep-alive connection is closed after this many seconds;
+- ``keep_alive``: a connection idle this many seconds, before its first request or between two, is closed;
+- ``header_timeout``: a request head not complete this many seconds after its first byte gets 408;
 - the body deadline of :class:`~tripduration.service.guards.RequestGuard` (408) and its size limit (413);
 - on SIGTERM or SIGINT the server stops accepting, lets the requests in flight finish (at most
   ``graceful_timeout`` seconds) and exits 0.
@@ -25,7 +27,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from tripduration.registry.store import ModelRegistry
-from tripduration.service.guards import JSONErrorH11Protocol
+from tripduration.service.protocol import HEADER_TIMEOUT_ATTR, GuardedH11Protocol
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -39,16 +41,17 @@ class ServeOptions:
     backlog: int = 128
     keep_alive: float = 5.0
     body_timeout: float = 10.0
+    header_timeout: float = 10.0
     graceful_timeout: float = 30.0
 
 
 def uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
         workers=options.workers,
-        http=JSONErrorH11Protocol,
+        http=GuardedH11Protocol,
         lifespan="on",
         limit_concurrency=options.limit_concurrency,
         backlog=options.backlog,
@@ -62,6 +65,8 @@ def uvicorn_config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Con
         log_level="info",
         **extra,
     )
+    setattr(config, HEADER_TIMEOUT_ATTR, options.header_timeout)
+    return config
 
 
 @contextmanager
