@@ -439,16 +439,16 @@ def test_numeric_timestamps_are_refused_naming_the_column(write_parquet):
 
 # ----------------------------------------------------------------------------------------- type contract
 def test_the_type_contract_is_one_table_covering_every_canonical_column():
-    from tripduration.data import schema
+    from tripduration.data import columns, schema
 
-    assert set(schema.COLUMN_TYPES) == set(CANONICAL_DTYPES)
+    assert set(columns.COLUMN_TYPES) == set(CANONICAL_DTYPES)
     assert "COLUMN_TYPES" in (schema.__doc__ or "")
-    for column, contract in schema.COLUMN_TYPES.items():
+    for column, contract in columns.COLUMN_TYPES.items():
         assert "null" in contract.accepts, column  # an all-null column is a column of nulls, whatever its kind
         assert "bool" not in contract.accepts, column
         assert {"other", "binary", "interval"}.isdisjoint(contract.accepts), column
-    assert schema.COLUMN_TYPES["pickup_datetime"].accepts == {"timestamp", "string", "null"}
-    assert "duration" not in schema.COLUMN_TYPES["trip_distance"].accepts
+    assert columns.COLUMN_TYPES["pickup_datetime"].accepts == {"timestamp", "string", "null"}
+    assert "duration" not in columns.COLUMN_TYPES["trip_distance"].accepts
 
 
 REFUSED = [
@@ -623,12 +623,12 @@ def test_out_of_range_rows_are_rejected_by_the_rules_with_the_count_in_the_summa
 def test_an_exception_escaping_a_conversion_becomes_a_trip_data_error_naming_file_and_column(
     write_parquet, monkeypatch
 ):
-    from tripduration.data import schema
+    from tripduration.data import convert
 
     def explode(*_args: object, **_kwargs: object) -> None:
         raise OverflowError("Python int too large to convert to C long")
 
-    monkeypatch.setattr(schema, "_to_float", explode)
+    monkeypatch.setattr(convert, "_to_float", explode)
     path = write_parquet(minimal_table())
     with pytest.raises(TripDataError) as info:
         read_trips(path)

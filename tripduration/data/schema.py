@@ -7,10 +7,10 @@ up each canonical column by its known source names (case-insensitively), reads o
 coerces each one to the canonical dtype. Values that cannot be coerced become null and are counted, so
 the validation rules can reject the affected rows with a reason instead of losing them silently.
 
-The type contract (:data:`COLUMN_TYPES`) says which Arrow types may mean each canonical column. It is
-checked on the file's Arrow schema before any column is converted (and again on each column as read), so
-what a column means never depends on what pandas happens to make of it. Dictionary-encoded columns count
-as their value type; an all-``null`` column is accepted everywhere (it holds no value to misread).
+The type contract (``COLUMN_TYPES``, in tripduration/data/columns.py) says which Arrow types may mean each
+canonical column. It is checked on the file's Arrow schema before any column is converted (and again on each
+column as read), so what a column means never depends on what pandas happens to make of it. Dictionary-encoded
+columns count as their value type; an all-``null`` column is accepted everywhere (it holds no value to misread).
 
 ==================  ===========================================  ============================================
 canonical columns   accepted Arrow types                         refused (the file fails naming file, column
@@ -54,195 +54,18 @@ from __future__ import annotations
 
 import stat
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tripduration.data.columns import CANONICAL_DTYPES, REQUIRED_COLUMNS, SOURCE_NAMES, check_column_type
+from tripduration.data.convert import all_null, convert_column
 from tripduration.errors import TripDataError
-
-#: canonical column -> pandas dtype. Integers are nullable because real files have nulls in them.
-CANONICAL_DTYPES: dict[str, str] = {
-    "pickup_datetime": "datetime64[us]",
-    "dropoff_datetime": "datetime64[us]",
-    "VendorID": "Int32",
-    "RatecodeID": "Int32",
-    "PULocationID": "Int32",
-    "DOLocationID": "Int32",
-    "passenger_count": "Int32",
-    "trip_distance": "float64",
-    "trip_type": "Int32",
-    "payment_type": "Int32",
-    "fare_amount": "float64",
-    "tip_amount": "float64",
-    "total_amount": "float64",
-}
-
-#: columns without which a file cannot be used at all
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "pickup_datetime",
-    "dropoff_datetime",
-    "PULocationID",
-    "DOLocationID",
-    "trip_distance",
-)
-
-#: known source names for each canonical column, matched case-insensitively
-SOURCE_NAMES: dict[str, tuple[str, ...]] = {
-    "pickup_datetime": ("lpep_pickup_datetime", "tpep_pickup_datetime", "pickup_datetime"),
-    "dropoff_datetime": ("lpep_dropoff_datetime", "tpep_dropoff_datetime", "dropoff_datetime"),
-    "VendorID": ("VendorID", "vendor_id"),
-    "RatecodeID": ("RatecodeID", "RateCodeID", "rate_code"),
-    "PULocationID": ("PULocationID",),
-    "DOLocationID": ("DOLocationID",),
-    "passenger_count": ("passenger_count",),
-    "trip_distance": ("trip_distance",),
-    "trip_type": ("trip_type",),
-    "payment_type": ("payment_type",),
-    "fare_amount": ("fare_amount",),
-    "tip_amount": ("tip_amount",),
-    "total_amount": ("total_amount",),
-}
-
-_TIMEZONE = "America/New_York"
-
-
-# ----------------------------------------------------------------------------------------- type contract
-#: Arrow type family -> test; the first that matches names a type (dictionary types: their value type)
-_FAMILY_TESTS: tuple[tuple[str, Callable[[pa.DataType], bool]], ...] = (
-    ("null", pa.types.is_null),
-    ("bool", pa.types.is_boolean),
-    ("integer", pa.types.is_integer),
-    ("floating", pa.types.is_floating),
-    ("decimal", pa.types.is_decimal),
-    ("string", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)),
-    ("timestamp", pa.types.is_timestamp),
-    ("date", pa.types.is_date),
-    ("time", pa.types.is_time),
-    ("duration", pa.types.is_duration),
-    ("interval", pa.types.is_interval),
-    (
-        "binary",
-        lambda t: pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_fixed_size_binary(t)
-        or pa.types.is_binary_view(t),
-    ),
-)
-
-#: how an error message names the values of a refused family
-_FAMILY_WORDS: dict[str, str] = {
-    "bool": "booleans",
-    "integer": "numbers",
-    "floating": "numbers",
-    "decimal": "numbers",
-    "string": "strings",
-    "timestamp": "timestamps",
-    "date": "dates without a time of day",
-    "time": "times of day without a date",
-    "duration": "durations",
-    "interval": "calendar intervals",
-    "binary": "binary data",
-    "other": "values of a type no TLC column has",
-}
-
-
-def arrow_family(type_: pa.DataType) -> str:
-    """The family of an Arrow type that the contract speaks of (``"other"`` for nested and extension types)."""
-    if pa.types.is_dictionary(type_):
-        return arrow_family(type_.value_type)
-    return next((family for family, test in _FAMILY_TESTS if test(type_)), "other")
-
-
-@dataclass(frozen=True)
-class ColumnType:
-    """What a canonical column means and which Arrow type families may carry it."""
-
-    kind: str
-    #: Arrow type families (see :func:`arrow_family`) the reader converts; any other fails the file
-    accepts: frozenset[str]
-    #: what a user is told is expected
-    expected: str
-    #: family -> why it cannot mean this kind of column (said in the error)
-    refusals: dict[str, str]
-    #: how to fix the file
-    advice: str
-
-
-_POINT_IN_TIME = "a point in time is not a number"
-TIMESTAMP = ColumnType(
-    kind="a timestamp",
-    accepts=frozenset({"timestamp", "string", "null"}),
-    expected=(
-        "timestamp[s|ms|us|ns] (without a time zone = New York local time, with one = converted to it) "
-        "or strings holding a full ISO 8601 date-time (YYYY-MM-DD HH:MM[:SS[.f]], optional Z or ±HH:MM offset)"
-    ),
-    refusals={
-        "integer": "the unit (s, ms, us...) and the time zone of a number would be guesses",
-        "floating": "the unit (s, ms, us...) and the time zone of a number would be guesses",
-        "decimal": "the unit (s, ms, us...) and the time zone of a number would be guesses",
-        "date": "a date has no time of day, so every trip would last 0 minutes or whole days",
-        "time": "a time of day has no date; reading it would put every trip on today's date",
-        "duration": "a duration is not a point in time",
-        "bool": "a boolean is not a point in time",
-    },
-    advice="convert it to a timestamp type (TLC files store local New York time)",
-)
-IDENTIFIER = ColumnType(
-    kind="an integer ID or code",
-    accepts=frozenset({"integer", "floating", "decimal", "string", "null"}),
-    expected="int8..int64, uint8..uint64, floats or decimals with integral values, or strings of digits",
-    refusals={
-        "bool": "True/False would silently become ID 1/0 (zone 1, one passenger...)",
-        "timestamp": _POINT_IN_TIME,
-        "date": _POINT_IN_TIME,
-        "time": _POINT_IN_TIME,
-        "duration": "a duration is not an ID or a count",
-    },
-    advice="rewrite the column as integers (int32 or int64, as TLC files have)",
-)
-QUANTITY = ColumnType(
-    kind="a number (miles or dollars)",
-    accepts=frozenset({"integer", "floating", "decimal", "string", "null"}),
-    expected="integers, floats, decimals or numeric strings",
-    refusals={
-        "bool": "True/False would silently become 1.0/0.0",
-        "duration": "a duration is a time, not a distance or an amount",
-        "timestamp": _POINT_IN_TIME,
-        "date": _POINT_IN_TIME,
-        "time": _POINT_IN_TIME,
-    },
-    advice="rewrite the column as float64 (as TLC files have)",
-)
-_KIND_OF_DTYPE = {"datetime64[us]": TIMESTAMP, "Int32": IDENTIFIER, "float64": QUANTITY}
-
-#: THE type contract: canonical column -> the Arrow types that may mean it (see the module docstring's table)
-COLUMN_TYPES: dict[str, ColumnType] = {c: _KIND_OF_DTYPE[d] for c, d in CANONICAL_DTYPES.items()}
-
-#: canonical timestamps must lie in this range (whole years inside pandas' datetime64[ns] range, so that every
-#: pandas operation downstream is safe); a value outside it is no trip time and becomes a rejected row
-TIMESTAMP_RANGE: tuple[pd.Timestamp, pd.Timestamp] = (
-    pd.Timestamp("1678-01-01"),
-    pd.Timestamp("2261-12-31 23:59:59.999999"),
-)
-
-
-def check_column_type(canonical: str, source: str, type_: pa.DataType, path: str | Path) -> str:
-    """Return the family of ``type_`` if the contract lets it mean ``canonical``; else fail saying what is expected."""
-    family = arrow_family(type_)
-    contract = COLUMN_TYPES[canonical]
-    if family in contract.accepts:
-        return family
-    why = contract.refusals.get(family, f"nothing of that type can mean {contract.kind}")
-    raise TripDataError(
-        f"{path}: column {source!r} holds {_FAMILY_WORDS[family]} (Arrow type {type_}), not {contract.kind} "
-        f"for {canonical!r}: {why}. Expected {contract.expected}: {contract.advice}."
-    )
 
 
 def check_regular_file(path: str | Path, what: str = "an input data file") -> Path:
@@ -354,7 +177,7 @@ def read_trips(path: str | Path, columns: tuple[str, ...] | None = None) -> tupl
 
     Only the canonical columns are read (``columns`` narrows them further), one at a time. Raises
     :class:`TripDataError` if the path is not a regular file, the file is not parquet, has no rows, lacks a
-    required column, has a column of a type the contract (:data:`COLUMN_TYPES`) refuses, or decodes to
+    required column, has a column of a type the contract (``COLUMN_TYPES``) refuses, or decodes to
     another number of rows than its footer claims.
     """
     pf = open_parquet(path)
@@ -422,7 +245,7 @@ class _TableColumns:
 def normalise(table: pa.Table | _ParquetColumns | pd.DataFrame, report: ReadReport) -> pd.DataFrame:
     """Coerce each column to its canonical dtype; count values that could not be coerced.
 
-    Every source column's type is checked against :data:`COLUMN_TYPES` first, so a refused type fails the
+    Every source column's type is checked against ``COLUMN_TYPES`` first, so a refused type fails the
     file before any column is read or converted. ``report.rows`` becomes the number of rows read.
     """
     source = table if isinstance(table, _ParquetColumns) else _TableColumns(table)
@@ -435,7 +258,7 @@ def normalise(table: pa.Table | _ParquetColumns | pd.DataFrame, report: ReadRepo
         if out:
             _check_length(col, name, report)
         report.rows = len(col)
-        series, lost = _convert(col, canonical, name, report.path)
+        series, lost = convert_column(col, canonical, name, report.path)
         del col
         if lost is not None and lost.any():
             report.coerced_to_null[canonical] = int(lost.sum())
@@ -446,7 +269,7 @@ def normalise(table: pa.Table | _ParquetColumns | pd.DataFrame, report: ReadRepo
         )
     for canonical in report.source_columns:
         if canonical not in out:
-            out[canonical] = _all_null(CANONICAL_DTYPES[canonical], report.rows)
+            out[canonical] = all_null(CANONICAL_DTYPES[canonical], report.rows)
     # copy=False: the columns become the frame's columns; a copy would hold the month twice
     return pd.DataFrame({c: out[c] for c in report.source_columns}, copy=False)
 
@@ -457,130 +280,3 @@ def _check_length(col: pa.ChunkedArray, name: str, report: ReadReport) -> None:
             f"{report.path}: column {name!r} has {len(col)} rows where the columns before it have {report.rows}; "
             "the file is corrupt. Re-download it."
         )
-
-
-def _all_null(dtype: str, n: int) -> pd.Series:
-    if dtype.startswith("datetime"):
-        return pd.Series(np.full(n, np.datetime64("NaT"), dtype=dtype))
-    if dtype == "float64":
-        return pd.Series(np.full(n, np.nan), dtype=dtype)
-    return pd.Series(pd.array([pd.NA] * n, dtype=dtype))
-
-
-def _convert(col: pa.ChunkedArray, canonical: str, source: str, path: str) -> tuple[pd.Series, np.ndarray | None]:
-    """Convert one checked column; return it and, per row, whether a value present in the file was nulled.
-
-    Whatever goes wrong in here is reported as a :class:`TripDataError` naming the file and the column.
-    """
-    family = check_column_type(canonical, source, col.type, path)  # the type as read, not only as declared
-    dtype = CANONICAL_DTYPES[canonical]
-    if family == "null":
-        return _all_null(dtype, len(col)), None
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    try:
-        if dtype.startswith("datetime"):
-            return _to_datetime(col, family, path, source)
-        if family == "decimal":
-            col = col.cast(pa.float64())
-        raw = col.to_pandas()
-        if family == "string":
-            raw = _numeric_strings(raw, integral=dtype == "Int32")
-        series = _to_float(raw) if dtype == "float64" else _to_int(raw)
-        present = ~col.is_null(nan_is_null=True).to_numpy(zero_copy_only=False)
-        return series, present & series.isna().to_numpy()
-    except TripDataError:
-        raise
-    except (ValueError, TypeError, OverflowError, ArithmeticError, pa.ArrowException) as exc:
-        raise TripDataError(
-            f"{path}: column {source!r} ({col.type}) cannot be read as {CANONICAL_DTYPES[canonical]} "
-            f"for {canonical!r} ({type(exc).__name__}: {exc}). Check the column's values, or re-download the file."
-        ) from exc
-
-
-_DIGITS_RE = r"\s*[+-]?\d+\s*"
-
-
-def _numeric_strings(raw: pd.Series, integral: bool) -> pd.Series:
-    """Numbers from strings; for IDs and codes only strings of digits count (``"1e2"``, ``"74.0"`` do not)."""
-    text = raw.astype("string")
-    if integral:
-        text = text.where(text.str.fullmatch(_DIGITS_RE).fillna(False))
-    return pd.to_numeric(text, errors="coerce").astype("float64")
-
-
-def _to_float(raw: pd.Series) -> pd.Series:
-    return pd.Series(raw, copy=False).astype("float64")
-
-
-def _to_int(raw: pd.Series) -> pd.Series:
-    if pd.api.types.is_integer_dtype(raw) and not isinstance(raw.dtype, pd.api.extensions.ExtensionDtype):
-        # numpy integers (no nulls): only the range can be wrong; no float64 round trip
-        out_of_range = (raw < -(2**31) + 1) | (raw > 2**31 - 1)
-        if not out_of_range.any():
-            return raw.astype("Int32")
-    values = _to_float(raw)
-    # a non-integral value or one beyond int32 is not a valid ID or count: null it (counted by the caller)
-    invalid = values.notna() & (~np.isfinite(values) | (values != np.round(values)) | (values.abs() > 2**31 - 1))
-    return values.mask(invalid).astype("Int32")
-
-
-def _to_datetime(col: pa.ChunkedArray, family: str, path: str, source: str) -> tuple[pd.Series, np.ndarray]:
-    present = col.is_valid().to_numpy(zero_copy_only=False)
-    if family == "timestamp":
-        series = _arrow_timestamps(col)
-    else:
-        series = _parse_timestamp_strings(col.to_pandas().astype("string"), path, source)
-    series = series.astype("datetime64[us]")
-    return series, present & series.isna().to_numpy()
-
-
-def _unit_bounds(unit: str) -> tuple[int, int]:
-    """:data:`TIMESTAMP_RANGE` as integers of a timestamp ``unit`` since the epoch."""
-    per_ns = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
-    low, high = (t.value for t in TIMESTAMP_RANGE)
-    return -(-low // per_ns), high // per_ns
-
-
-def _arrow_timestamps(col: pa.ChunkedArray) -> pd.Series:
-    """Arrow timestamps as naive New York time; values outside :data:`TIMESTAMP_RANGE` become null *in Arrow*,
-    before pandas sees them (``timestamp[s]`` can hold years pandas cannot, e.g. 2**62 seconds)."""
-    low, high = _unit_bounds(col.type.unit)
-    as_int = col.cast(pa.int64())  # the instant (UTC for a zoned type) in the column's unit
-    outside = pc.or_(pc.less(as_int, low), pc.greater(as_int, high))
-    if pc.any(outside).as_py():  # rebuild the column only when a value is out of range
-        col = pc.if_else(outside, pa.scalar(None, col.type), col)
-    del as_int, outside
-    series = col.to_pandas()
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        series = series.dt.tz_convert(_TIMEZONE).dt.tz_localize(None)
-    return series
-
-
-_DATE_TIME_RE = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
-_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})"
-_ZONE_NAME_RE = rf"{_DATE_TIME_RE}\s*[A-Za-z][A-Za-z0-9_/+-]*"
-
-
-def _parse_timestamp_strings(raw: pd.Series, path: str, source: str) -> pd.Series:
-    """Parse full ISO 8601 date-time strings: naive ones are New York local time, ones with an offset are
-    converted to it. Anything else (a time without a date, a date without a time, junk, a year out of
-    :data:`TIMESTAMP_RANGE`) becomes null, to be counted: pandas would fill a missing date in from the clock."""
-    text = raw.str.strip()
-    naive = text.str.fullmatch(_DATE_TIME_RE).fillna(False).to_numpy(dtype=bool)
-    aware = text.str.fullmatch(_DATE_TIME_RE + _OFFSET_RE).fillna(False).to_numpy(dtype=bool)
-    zone_named = text.str.fullmatch(_ZONE_NAME_RE).fillna(False).to_numpy(dtype=bool) & ~aware
-    if zone_named.any():
-        raise TripDataError(
-            f"{path}: column {source!r} holds timestamp strings with a time zone name (e.g. "
-            f"{text[zone_named].iloc[0]!r}); zone names are ambiguous and are not parsed: "
-            "store timestamps as a parquet timestamp type in New York local time, or write offsets (+00:00)."
-        )
-    out = pd.Series(np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[us]"), index=raw.index)
-    if naive.any():
-        out[naive] = pd.to_datetime(text[naive], errors="coerce", format="ISO8601").astype("datetime64[us]")
-    if aware.any():
-        parsed = pd.to_datetime(text[aware], errors="coerce", format="ISO8601", utc=True)
-        out[aware] = parsed.dt.tz_convert(_TIMEZONE).dt.tz_localize(None).astype("datetime64[us]")
-    low, high = TIMESTAMP_RANGE
-    return out.mask((out < low) | (out > high))
