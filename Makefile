@@ -93,10 +93,11 @@ bench-storage: $(DEV_STAMP) ## object storage only: full run on a local S3 endpo
 bench-quick: $(DEV_STAMP) ## the benchmark at tiny sizes (about a minute; results in a temporary folder)
 	$(PY) benchmarks/run.py --quick
 
-lint: $(DEV_STAMP) ## ruff (style, complexity C901 <= 10) and mypy (types), both clean
+lint: $(DEV_STAMP) ## ruff (style, complexity C901 <= 10), mypy (types), import-linter (the layers), all clean
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(DEV_STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -20,7 +20,7 @@ class MissingExtraError(ImportError):
 
 # extra -> (the module that shows it is installed, what needs it)
 EXTRAS: dict[str, tuple[str, str]] = {
-    "s3": ("boto3", "S3 object storage (s3:// paths in [paths])"),
+    "s3": ("boto3", "object storage (S3-compatible bucket paths in [paths])"),
     "mlflow": ("mlflow", "the MLflow export"),
 }
 
