@@ -62,7 +62,7 @@ models: $(STAMP) ## the registered model versions: status, metrics, the gate's r
 serve: $(STAMP) ## serve the production model on http://127.0.0.1:8000 (ARGS="--port 9000 --workers 2")
 	$(VENV)/bin/tripduration serve $(ARGS)
 
-demo: $(STAMP) ## offline demo of the monthly loop on months built from the embedded ones: drift, retrain, gate (~1 min)
+demo: $(STAMP) ## offline demo of the loop left to cron: late months, a deferred retrain and its resume, the event log (~1 min)
 	$(PY) scripts/demo_monthly_loop.py
 
 test: $(DEV_STAMP) ## fast test suite (unit, integration on small slices, recovery)
