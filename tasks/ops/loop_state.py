@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.monthly import month_record
-from tasks.ops.daily import first_month, month_states
+from tasks.ops.daily import first_month
 from tasks.predictions import model_registry
 from tasks.settings import MetricsConfig
 from tasks.targets import PROJECT_ROOT
@@ -45,7 +45,8 @@ def export(
             ended_at=now,
             production=model_registry(color).current_version(),
             records=records,
-            months=list(states) if states is not None else month_states(color, now.date(), {}),
+            # only the daily line asks the source about unpublished months; the others keep what it saw
+            months=list(states) if states is not None else None,
             other_runs={k: v for k, v in loop_metrics.previous_runs(target).items() if k != command},
         )
         loop_metrics.write(facts, target, str(MetricsConfig().pushgateway_url).strip() or None)

@@ -139,3 +139,23 @@ def test_lateness_series_carry_the_state(state: str) -> None:
     today = M(2023, 3, 20) if state == "awaited" else M(2023, 6, 20)
     found = samples(collect(facts(months=classify([M(2023, 2, 1)], today, {}, set(), set(), 60))))
     assert any(name == "tripduration_month_lateness_days" and dict(labels)["state"] == state for name, labels in found)
+
+
+def test_a_command_that_does_not_look_at_the_source_keeps_what_the_daily_run_saw(tmp_path: Path) -> None:
+    """`train` or `monthly-run` rewrite the file too, but only the daily line asks the source about months
+    not published yet: the others keep its awaited months instead of dropping them (or probing the network)."""
+    target = tmp_path / "tripduration.prom"
+    write(facts(), target)  # daily: 2023-02 awaited, 19 days late
+    write(facts(command="train", months=None, other_runs=previous_runs(target)), target)
+    found = samples_of(target)
+    assert found[("tripduration_month_lateness_days", (("month", "2023-02"), ("state", "awaited")))] == 19
+    assert found[("tripduration_months_awaited", ())] == 1
+    assert found[("tripduration_last_run_exit_code", (("command", "train"),))] == 0
+
+
+def samples_of(path: Path) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }

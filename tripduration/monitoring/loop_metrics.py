@@ -18,6 +18,7 @@ The alerting rules that use them are in docs/alerts/tripduration-rules.yml.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from tripduration.data.months import format_month
+from tripduration.data.months import format_month, parse_month
 from tripduration.monitoring.calendar import MonthState, month_end
 
 #: monitored months exported per run (the newest ones): keeps the ``month`` label's value set bounded
@@ -46,8 +47,9 @@ class LoopFacts:
     production: str | None
     #: the MonthlyRun record of each month done (verdict, rmse_ratio_to_test, monitored_version, deferral)
     records: Mapping[dt.date, Mapping[str, Any]] = field(default_factory=dict)
-    #: months not done, or done with a deferral pending (from the calendar)
-    months: Sequence[MonthState] = ()
+    #: the months as the daily loop classified them (the calendar); None: a command that does not look at the
+    #: source (train, monthly-run...) keeps what the last daily run saw (``previous_waiting``)
+    months: Sequence[MonthState] | None = ()
     #: the last run of each other command: (exit code, end time), kept from the previous file
     other_runs: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -118,7 +120,7 @@ def _monitored(facts: LoopFacts, gauge: Any, today: dt.date) -> None:
 
 
 def _waiting(facts: LoopFacts, gauge: Any, today: dt.date) -> None:
-    late = [m for m in facts.months if m.state in ("awaited", "overdue")][-MONTHS_EXPORTED:]
+    late = [m for m in facts.months or () if m.state in ("awaited", "overdue")][-MONTHS_EXPORTED:]
     gauge("tripduration_months_awaited", "ended months whose file has not appeared yet").set(len(late))
     lateness = gauge("tripduration_month_lateness_days", "days since an awaited month ended", ["month", "state"])
     for state in late:
@@ -133,12 +135,32 @@ def _waiting(facts: LoopFacts, gauge: Any, today: dt.date) -> None:
 
 def write(facts: LoopFacts, textfile: Path | None, pushgateway: str | None = None, job: str = "tripduration") -> None:
     """Write the metrics to ``textfile`` (atomically: a temporary name, then a rename) and/or push them."""
+    if facts.months is None:  # keep the months the last daily run saw
+        facts = dataclasses.replace(facts, months=previous_waiting(textfile))
     registry = collect(facts)
     if textfile is not None:
         textfile.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(textfile), registry)
     if pushgateway:
         push_to_gateway(pushgateway, job=job, registry=registry)
+
+
+def previous_waiting(textfile: Path | None) -> list[MonthState]:
+    """The months the last daily run found awaited or overdue, as its file recorded them (lateness as of then)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if textfile is None or not textfile.is_file():
+        return []
+    found = []
+    try:
+        for family in text_string_to_metric_families(textfile.read_text()):
+            for sample in family.samples:
+                if sample.name == "tripduration_month_lateness_days":
+                    month, state = parse_month(sample.labels["month"]), sample.labels["state"]
+                    found.append(MonthState(month, state, int(sample.value)))
+    except (ValueError, KeyError):  # a damaged file: start afresh
+        return []
+    return sorted(found, key=lambda s: s.month)
 
 
 def previous_runs(textfile: Path | None) -> dict[str, tuple[float, float]]:
