@@ -25,21 +25,10 @@ import numpy as np
 import pandas as pd
 
 from tripduration.prediction.forest import Forest, UnsupportedModelError, pack_forest
-from tripduration.training.encoders import ZoneStatistics
+from tripduration.training.encoders import ADDED_COLUMNS, ZoneStatistics
 from tripduration.training.features import ENGINEERED_COLUMNS, MODEL_INPUT_COLUMNS, engineer_features
 
 CODE_COLUMNS = ("VendorID", "RatecodeID", "trip_type", "passenger_count")
-ADDED_COLUMNS = (
-    "te_pair",
-    "te_pu",
-    "te_do",
-    "pace_pair",
-    "pace_pu",
-    "pace_do",
-    "expected_duration",
-    "pair_mean_distance",
-    "distance_ratio",
-)
 FEATURES = (*ENGINEERED_COLUMNS, *ADDED_COLUMNS)
 
 __all__ = ["CompiledPipeline", "TripArrays", "UnsupportedModelError", "compile_pipeline", "verify"]

@@ -18,7 +18,8 @@ from sklearn.preprocessing import TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
 _ZONES = ["pair_code", "PULocationID", "DOLocationID"]
-_ADDED = [
+#: the columns :class:`ZoneStatistics` adds, in order (the service's compiled path computes the same ones)
+ADDED_COLUMNS: tuple[str, ...] = (
     "te_pair",
     "te_pu",
     "te_do",
@@ -28,7 +29,7 @@ _ADDED = [
     "expected_duration",
     "pair_mean_distance",
     "distance_ratio",
-]
+)
 
 
 class ZoneStatistics(TransformerMixin, BaseEstimator):
@@ -83,4 +84,4 @@ class ZoneStatistics(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray([*self.feature_names_in_, *_ADDED], dtype=object)
+        return np.asarray([*self.feature_names_in_, *ADDED_COLUMNS], dtype=object)
