@@ -115,6 +115,19 @@ def test_children_are_the_names_directly_under_a_folder_or_the_root(store: Stora
     assert store.children("versions/v0001") == ["model.joblib", "report"]
 
 
+def test_children_do_not_show_a_write_in_progress_or_a_lock(store: Storage) -> None:
+    store.write_bytes("pointer.json", b"one")
+    _, token = store.read_with_token("pointer.json")
+    assert store.replace_if("pointer.json", b"two", token)  # takes a lock locally
+    with store.writing("versions/v0001", folder=True, exclusive=True) as tmp:
+        _fill(tmp, FILES)
+        with store.writing("half.json") as half:
+            half.write_bytes(b"...")
+            # (a local folder's parent folders appear with its first write: ``versions`` may be listed)
+            assert [n for n in store.children("") if n != "versions"] == ["pointer.json"]
+            assert store.children("versions") == []
+
+
 def test_folder_exists_only_for_a_complete_folder(store: Storage) -> None:
     assert not store.folder_exists("out")
     with store.writing("out", folder=True) as tmp:

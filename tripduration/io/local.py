@@ -111,7 +111,12 @@ class LocalStorage:
         folder = self.path(key) if key else self.root
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if not p.name.endswith(LOCK_SUFFIX) and p.name != CACHE_DIR)
+        # as list(): neither a write in progress (or left by a killed writer), nor a lock file, nor the caches
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if not (is_temporary(p.name) or p.name.endswith(LOCK_SUFFIX) or p.name == CACHE_DIR)
+        )
 
     def change_token(self, key: str) -> str | None:
         try:
