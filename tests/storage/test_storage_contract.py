@@ -180,6 +180,18 @@ def test_local_copy_with_a_stale_identity_never_passes_for_the_old_bytes(store: 
         assert "changed while the pipeline was running" in str(exc)
 
 
+def test_local_copy_of_a_folder_holds_exactly_its_files(store: Storage) -> None:
+    with store.writing("versions/v0001", folder=True, exclusive=True, last="metadata.json") as tmp:
+        _fill(tmp, FILES)
+    with store.writing("report", folder=True) as tmp:
+        _fill(tmp, {"index.html": b"<p>"})
+    for key, files in (("versions/v0001", FILES), ("report", {"index.html": b"<p>"})):
+        with store.local_copy(key, folder=True) as folder:
+            found = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        assert found == files, key
+
+
+# --------------------------------------------------------------------------- the append-only log
 def test_append_log_numbers_entries_and_unique_appends_once(store: Storage) -> None:
     assert store.read_log("events.jsonl") == []
     first = store.append_log("events.jsonl", {"event": "promoted"})

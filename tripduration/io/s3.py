@@ -274,7 +274,7 @@ class S3Storage:
         head = f"{key}/"
         for name in self.list(head):
             relative = name[len(head) :]
-            if relative and relative != FLAG:
+            if relative and relative not in (FLAG, CLAIM):  # the storage's own bookkeeping, not the writer's
                 dest = local / relative
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 self.client.download_file(self.bucket, self.object_key(name), str(dest))
