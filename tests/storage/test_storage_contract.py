@@ -8,6 +8,7 @@ concurrent appenders), spec/open_spec, where(), sweep_orphans.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -222,6 +223,58 @@ def test_concurrent_appenders_lose_no_entry_and_share_no_number(store: Storage) 
     entries = [json.loads(line) for line in store.read_log("events.jsonl")]
     assert sorted(e["seq"] for e in entries) == list(range(1, 21))
     assert sorted((e["writer"], e["i"]) for e in entries) == [(w, i) for w in range(4) for i in range(5)]
+
+
+def _kill_mid_append(store: Storage, store_kind: str, unique: str) -> None:
+    """What an appender killed half-way leaves: locally a line without its end (a full disk, a crash), on S3
+    the claim of its unique name without the entry it was about to write."""
+    if store_kind == "local":
+        assert isinstance(store, LocalStorage)
+        with open(store.path("events.jsonl"), "a") as fh:
+            fh.write('{"event": "half-writ')
+        return
+    real = S3Storage.create_exclusive
+
+    def dies_after_the_claim(self: S3Storage, key: str, data: bytes) -> bool:
+        if "/unique/" not in key:
+            raise ConnectionError("killed before writing the entry")
+        return real(self, key, data)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S3Storage, "create_exclusive", dies_after_the_claim)
+        with pytest.raises(ConnectionError):
+            store.append_log("events.jsonl", {"event": "promoted"}, unique=unique)
+
+
+def test_an_appender_killed_half_way_loses_no_entry(store: Storage, store_kind: str) -> None:
+    """A rerun after the crash appends the unique entry the killed one did not write, and the entries after it
+    are all there."""
+    store.append_log("events.jsonl", {"event": "first"})
+    _kill_mid_append(store, store_kind, unique="pointer:abc")
+    again = store.append_log("events.jsonl", {"event": "promoted"}, unique="pointer:abc")
+    assert again is not None and again["seq"] == 2
+    assert store.append_log("events.jsonl", {"event": "promoted"}, unique="pointer:abc") is None
+    store.append_log("events.jsonl", {"event": "after"})
+    entries = []
+    for line in store.read_log("events.jsonl"):
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(line))
+    assert [(e["seq"], e["event"]) for e in entries] == [(1, "first"), (2, "promoted"), (3, "after")]
+
+
+def test_concurrent_appenders_of_one_unique_entry_write_it_once(store: Storage) -> None:
+    results: list[object] = []
+
+    def append() -> None:
+        results.append(store.append_log("events.jsonl", {"event": "promoted"}, unique="pointer:abc"))
+
+    threads = [threading.Thread(target=append) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 6 and sum(r is not None for r in results) == 1
+    assert [json.loads(line)["seq"] for line in store.read_log("events.jsonl")] == [1]
 
 
 # --------------------------------------------------------------------------- naming the place

@@ -382,19 +382,33 @@ class S3Storage:
     # ------------------------------------------------------------------ logs and locks
     def append_log(self, key: str, record: dict[str, Any], unique: str | None = None) -> dict[str, Any] | None:
         """One create-only object per entry, ``<key>.d/<seq>.json``: of two hosts appending at once, one gets
-        the number and the other takes the next. ``unique`` is claimed first (``<key>.d/unique/<hash>``)."""
+        the number and the other takes the next. ``unique`` is claimed first (``<key>.d/unique/<hash>``); a
+        claim found taken is checked against the log, since its claimant may have died before its entry."""
         folder = f"{key}{LOG_SUFFIX}"
+        check = False
         if unique is not None:
             name = hashlib.sha256(unique.encode()).hexdigest()[:32]
-            if not self.create_exclusive(f"{folder}/unique/{name}", unique.encode()):
-                return None
-        seq = len(self._entries(folder)) + 1
+            check = not self.create_exclusive(f"{folder}/unique/{name}", unique.encode())
+        entries = self._entries(folder)
         while True:
+            if check and self._logged(entries, unique):
+                return None
+            seq = len(entries) + 1
             stored = {**record, "seq": seq, **({"entry": unique} if unique else {})}
-            body = json.dumps(stored, sort_keys=True, default=str).encode()
-            if self.create_exclusive(f"{folder}/{seq:010d}.json", body):
+            if self.create_exclusive(
+                f"{folder}/{seq:010d}.json", json.dumps(stored, sort_keys=True, default=str).encode()
+            ):
                 return stored
-            seq += 1
+            # taken meanwhile: by another entry, or (with ``unique``) by this one written by another appender
+            entries, check = self._entries(folder), unique is not None
+
+    def _logged(self, entries: builtins.list[str], unique: str | None) -> bool:
+        """Is an entry named ``unique`` among ``entries`` (newest first: a rerun's is usually recent)?"""
+        for key in reversed(entries):
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(self.read_bytes(key)).get("entry") == unique:
+                    return True
+        return False
 
     def _entries(self, folder: str) -> builtins.list[str]:
         return [k for k in self.list(f"{folder}/") if k.count("/") == folder.count("/") + 1 and k.endswith(".json")]
