@@ -106,7 +106,7 @@ def test_rollback_moves_the_pointer_and_logs_it_once(registered: Backend) -> Non
 
 
 # --------------------------------------------------------------------------- status, invalidate
-def test_status_names_earlier_outputs_and_invalidate_marks_by_compare_and_swap(registered: Backend) -> None:
+def test_status_names_earlier_outputs_and_invalidate_marks_accumulate(registered: Backend) -> None:
     work = registered.work()
     # an output of ValidatedTrips 2021-01 under another fingerprint (as after a change of its rules)
     work.write_bytes("ValidatedTrips/green_2021-01-0123456789ab/summary.json", b"{}")
@@ -116,7 +116,7 @@ def test_status_names_earlier_outputs_and_invalidate_marks_by_compare_and_swap(r
     earlier = work.url_for("ValidatedTrips/green_2021-01-0123456789ab")
     assert (
         f"changed fingerprint (inputs, configuration or code changed); earlier outputs: {earlier}"
-        in (lines["ValidatedTrips_green_2021_01"])
+        in lines["ValidatedTrips_green_2021_01"]
     )
     assert "no output yet" in lines["ValidatedTrips_green_2021_02"]
     assert "task(s) would run" in done.stdout.splitlines()[-1]
@@ -125,7 +125,7 @@ def test_status_names_earlier_outputs_and_invalidate_marks_by_compare_and_swap(r
         marked = registered.cli("invalidate", "ValidatedTrips", "--month", month)
         assert marked.returncode == 0 and "invalidated ValidatedTrips_green_2021_0" in marked.stdout, explain(marked)
     marks = json.loads(work.read_bytes(INVALIDATIONS))
-    # the second mark kept the first (a read-modify-write without compare-and-swap could lose it)
+    # in .invalidated.json of the work storage (a local file, an object in the bucket): the second kept the first
     assert sorted(key.rsplit("_", 1)[0] for key in marks) == [
         "ValidatedTrips_green_2021_02",
         "ValidatedTrips_green_2021_03",
