@@ -79,7 +79,7 @@ def test_training_graph_on_s3_matches_the_local_run(pipeline_env, run_tasks, s3_
     # the lineage records the sha256 of the bytes read, and the object's URL, not a scratch path
     registry = ModelRegistry(s3_paths.url("registry"), "green-trip-duration")
     assert registry.versions() == ["v0001"] and registry.production()["version"] == "v0001"
-    assert any(k.startswith("registry/green-trip-duration/history.jsonl.d/") for k in keys(s3_paths, "registry/"))
+    assert any(k.startswith("registry/green-trip-duration/events.jsonl.d/") for k in keys(s3_paths, "registry/"))
     data = registry.metadata(registry.versions()[-1])["data"]
     assert all(len(d["sha256"]) == 64 for d in data)
     assert {d["file"] for d in data} == {f"green_tripdata_{m}.parquet" for m in MONTHS[:3]}

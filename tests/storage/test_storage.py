@@ -9,7 +9,8 @@ from tests.storage.conftest import S3Env
 from tripduration.io import open_storage as storage_for
 from tripduration.io.local import LocalStorage
 from tripduration.io.parquet import read_parquet, write_parquet
-from tripduration.io.s3 import S3Storage, read_parquet_columns
+from tripduration.io.s3 import S3Storage
+from tripduration.io.s3_parquet import read_parquet_columns
 from tripduration.io.storage import Storage, StorageError, check_key
 
 

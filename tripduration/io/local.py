@@ -111,7 +111,12 @@ class LocalStorage:
         folder = self.path(key) if key else self.root
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if not p.name.endswith(LOCK_SUFFIX) and p.name != CACHE_DIR)
+        # as list(): neither a write in progress (or left by a killed writer), nor a lock file, nor the caches
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if not (is_temporary(p.name) or p.name.endswith(LOCK_SUFFIX) or p.name == CACHE_DIR)
+        )
 
     def change_token(self, key: str) -> str | None:
         try:
@@ -210,13 +215,19 @@ class LocalStorage:
     def append_log(self, key: str, record: dict[str, Any], unique: str | None = None) -> dict[str, Any] | None:
         path = self.path(key)
         with self.lock(key):
-            entries = _json_lines(path)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            entries = _json_lines(data)
             if unique is not None and any(e.get("entry") == unique for e in entries):
                 return None
             last = max((e.get("seq", 0) for e in entries if isinstance(e.get("seq"), int)), default=len(entries))
             stored = {**record, "seq": max(last, len(entries)) + 1, **({"entry": unique} if unique else {})}
+            # a line a killed writer (or a full disk) left without its end stays a line of its own
+            start = "\n" if data and not data.endswith(b"\n") else ""
             with open(path, "a") as fh:
-                fh.write(json.dumps(stored, sort_keys=True, default=str) + "\n")
+                fh.write(start + json.dumps(stored, sort_keys=True, default=str) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         return stored
@@ -283,13 +294,9 @@ def _rename_new(tmp: Path, final: Path) -> None:
     os.link(tmp, final)  # FileExistsError when the name is taken
 
 
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_bytes().decode(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
+def _json_lines(data: bytes) -> list[dict[str, Any]]:
     entries = []
-    for line in lines:
+    for line in data.decode(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             value = json.loads(line)
             if isinstance(value, dict):

@@ -1,9 +1,7 @@
 """The storage port on an S3-compatible bucket (AWS S3, MinIO, Ceph): :class:`S3Storage`.
 
-Only this module imports boto3 and ``pyarrow.fs``. Endpoint and credentials come from :class:`S3Settings`
-(``[s3]`` in luigi.cfg), then boto3's standard chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
-``AWS_DEFAULT_REGION``/``AWS_ENDPOINT_URL``, ``~/.aws``, instance roles). boto3 is an optional extra
-(``pip install .[s3]``): a missing one is a one-line error saying so.
+Its boto3 client and the meaning of S3's errors are :mod:`tripduration.io.s3_client`'s; parquet columns are read
+with ``pyarrow.fs`` by :mod:`tripduration.io.s3_parquet`. Nothing outside ``tripduration/io`` imports either.
 """
 
 from __future__ import annotations
@@ -15,121 +13,22 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from tripduration.io.s3_client import HINTS, S3Settings, error_code, http_status, make_s3_client, parse_s3_url
 from tripduration.io.storage import FLAG, ObjectUrl, Storage, StorageError, check_key, join, nothing
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow.fs
 
 #: the object that claims a folder written with ``writing(..., exclusive=True)``
 CLAIM = ".claim"
 #: suffix of the folder holding a log's entries (objects cannot be appended to)
 LOG_SUFFIX = ".d"
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where the S3 API is and who we are there; None: boto3's standard chain decides."""
-
-    endpoint_url: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
-    region: str | None = None
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")`` (prefix without slashes at the ends)."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"{url!r} is not an S3 URL; write it as s3://bucket or s3://bucket/prefix")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: an S3 URL may not hold '?' or '#'; write s3://bucket/prefix")
-    return parts.netloc, parts.path.strip("/")
-
-
-def _boto3() -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise StorageError(
-            "an s3:// location needs boto3, which is not installed: pip install '.[s3]' (or make setup-s3)"
-        ) from None
-    return boto3
-
-
-_SESSION_LOCK = threading.Lock()
-_SESSIONS: dict[int, Any] = {}
-_CLIENTS: dict[tuple[Any, ...], Any] = {}
-_AWS_VARIABLES = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_PROFILE",
-)
-
-
-def make_s3_client(settings: S3Settings | str | None = None, **client_kwargs: Any) -> Any:
-    """A boto3 S3 client for ``settings`` (or an endpoint URL), one per process and settings.
-
-    One boto3 session per process, created under a lock: a new session loads the S3 service model again
-    (measured ~150 ms vs ~25 ms per client), sessions are not thread-safe, and a client's connection pool
-    must not be shared across the fork of a luigi worker.
-    """
-    if not isinstance(settings, S3Settings):
-        settings = S3Settings(endpoint_url=settings)
-    environment = tuple(os.environ.get(name, "") for name in _AWS_VARIABLES)  # boto3 reads them at creation
-    key = (os.getpid(), settings, environment, tuple(sorted(client_kwargs.items())))
-    with _SESSION_LOCK:
-        client = _CLIENTS.get(key)
-        if client is not None:
-            return client
-        session = _SESSIONS.get(os.getpid())
-        if session is None:
-            session = _SESSIONS[os.getpid()] = _boto3().session.Session()
-        kwargs = dict(client_kwargs)
-        for name, value in (
-            ("endpoint_url", settings.endpoint_url),
-            ("aws_access_key_id", settings.access_key),
-            ("aws_secret_access_key", settings.secret_key),
-            ("region_name", settings.region),
-        ):
-            if value:
-                kwargs[name] = value
-        client = _CLIENTS[key] = session.client("s3", **kwargs)
-        return client
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: Exception) -> int:
-    response = getattr(exc, "response", None) or {}
-    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-_HINTS = {
-    "NoSuchBucket": "create the bucket or fix the bucket name in [paths]",
-    "AccessDenied": "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or [s3] in luigi.cfg) and the bucket policy",
-    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID (or [s3] aws_access_key_id in luigi.cfg)",
-    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY (or [s3] aws_secret_access_key in luigi.cfg)",
-    "EndpointConnectionError": "is the S3 server up? check AWS_ENDPOINT_URL (or [s3] endpoint_url in luigi.cfg)",
-    "NoCredentialsError": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or [s3] keys in luigi.cfg)",
-    "NotImplemented": "this S3 server lacks conditional writes (If-None-Match/If-Match); see docs/object-storage.md",
-}
 
 
 class S3Storage:
@@ -174,10 +73,10 @@ class S3Storage:
         return S3Storage(self.url_for(prefix), self._client, self.settings)
 
     def _explain(self, exc: Exception, url: str) -> Exception:
-        code = _error_code(exc)
+        code = error_code(exc)
         if code in ("NoSuchKey", "404", "NotFound"):
             return FileNotFoundError(f"{url}: no such object")
-        hint = _HINTS.get(code or type(exc).__name__, "see the S3 error above")
+        hint = HINTS.get(code or type(exc).__name__, "see the S3 error above")
         endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", "?")
         return StorageError(f"{url} (endpoint {endpoint}): {code or type(exc).__name__}: {exc}; {hint}")
 
@@ -185,7 +84,7 @@ class S3Storage:
         try:
             return getattr(self.client, method)(Bucket=self.bucket, Key=self.object_key(key), **kwargs)
         except Exception as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise  # the callers of conditional writes decide
             if code or type(exc).__module__.startswith("botocore"):
@@ -261,7 +160,7 @@ class S3Storage:
         try:
             body = self._call(key, "get_object", **condition)["Body"]
         except Exception as exc:
-            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+            if error_code(exc) == "PreconditionFailed" or http_status(exc) == 412:
                 raise StorageError(
                     f"{self.url_for(key)} changed while the pipeline was running ({identity} when the run "
                     "started); nothing was written. Run the same command again: it will process the new content."
@@ -274,12 +173,14 @@ class S3Storage:
         head = f"{key}/"
         for name in self.list(head):
             relative = name[len(head) :]
-            if relative and relative != FLAG:
+            if relative and relative not in (FLAG, CLAIM):  # the storage's own bookkeeping, not the writer's
                 dest = local / relative
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 self.client.download_file(self.bucket, self.object_key(name), str(dest))
 
     def read_parquet(self, key: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
+        from tripduration.io.s3_parquet import arrow_s3_filesystem, read_parquet_columns
+
         return read_parquet_columns(self.url_for(key), columns, arrow_s3_filesystem(self.settings))
 
     def cache_dir(self, name: str) -> Path:
@@ -301,8 +202,8 @@ class S3Storage:
             except StorageError:
                 raise
             except Exception as exc:
-                code = _error_code(exc)
-                if code == "PreconditionFailed" or _status(exc) == 412:
+                code = error_code(exc)
+                if code == "PreconditionFailed" or http_status(exc) == 412:
                     return False
                 if code != "ConditionalRequestConflict" or attempt == self.conflict_retries:
                     raise self._explain(exc, self.url_for(key)) from exc
@@ -382,19 +283,33 @@ class S3Storage:
     # ------------------------------------------------------------------ logs and locks
     def append_log(self, key: str, record: dict[str, Any], unique: str | None = None) -> dict[str, Any] | None:
         """One create-only object per entry, ``<key>.d/<seq>.json``: of two hosts appending at once, one gets
-        the number and the other takes the next. ``unique`` is claimed first (``<key>.d/unique/<hash>``)."""
+        the number and the other takes the next. ``unique`` is claimed first (``<key>.d/unique/<hash>``); a
+        claim found taken is checked against the log, since its claimant may have died before its entry."""
         folder = f"{key}{LOG_SUFFIX}"
+        check = False
         if unique is not None:
             name = hashlib.sha256(unique.encode()).hexdigest()[:32]
-            if not self.create_exclusive(f"{folder}/unique/{name}", unique.encode()):
-                return None
-        seq = len(self._entries(folder)) + 1
+            check = not self.create_exclusive(f"{folder}/unique/{name}", unique.encode())
+        entries = self._entries(folder)
         while True:
+            if check and self._logged(entries, unique):
+                return None
+            seq = len(entries) + 1
             stored = {**record, "seq": seq, **({"entry": unique} if unique else {})}
-            body = json.dumps(stored, sort_keys=True, default=str).encode()
-            if self.create_exclusive(f"{folder}/{seq:010d}.json", body):
+            if self.create_exclusive(
+                f"{folder}/{seq:010d}.json", json.dumps(stored, sort_keys=True, default=str).encode()
+            ):
                 return stored
-            seq += 1
+            # taken meanwhile: by another entry, or (with ``unique``) by this one written by another appender
+            entries, check = self._entries(folder), unique is not None
+
+    def _logged(self, entries: builtins.list[str], unique: str | None) -> bool:
+        """Is an entry named ``unique`` among ``entries`` (newest first: a rerun's is usually recent)?"""
+        for key in reversed(entries):
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(self.read_bytes(key)).get("entry") == unique:
+                    return True
+        return False
 
     def _entries(self, folder: str) -> builtins.list[str]:
         return [k for k in self.list(f"{folder}/") if k.count("/") == folder.count("/") + 1 and k.endswith(".json")]
@@ -407,56 +322,3 @@ class S3Storage:
 
     def sweep_orphans(self, older_than_seconds: float = 0.0) -> builtins.list[str]:
         return []  # uploads are whole or absent; temporaries live in local scratch and are removed with it
-
-
-def arrow_s3_filesystem(settings: S3Settings | None = None) -> pyarrow.fs.S3FileSystem:
-    """``pyarrow.fs.S3FileSystem`` for the same store boto3 uses.
-
-    Arrow's S3 client does not read ``AWS_ENDPOINT_URL`` (measured with pyarrow 22: it went to
-    ``bkt.s3.us-east-1.amazonaws.com``), so the endpoint is passed explicitly, split into host:port and
-    scheme (``http`` for a local MinIO/test server). Credentials default to the AWS environment variables.
-    """
-    from pyarrow import fs
-
-    settings = settings or S3Settings()
-    endpoint_url = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    kwargs: dict[str, Any] = {
-        "access_key": settings.access_key or os.environ.get("AWS_ACCESS_KEY_ID"),
-        "secret_key": settings.secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        "region": settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    }
-    if not (kwargs["access_key"] and kwargs["secret_key"]):
-        kwargs.pop("access_key")
-        kwargs.pop("secret_key")
-    if endpoint_url:
-        parts = urlsplit(endpoint_url)
-        if not parts.netloc:
-            raise ValueError(f"S3 endpoint {endpoint_url!r} must be a URL such as http://127.0.0.1:9000")
-        kwargs["endpoint_override"] = parts.netloc
-        kwargs["scheme"] = parts.scheme or "https"
-    return fs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def read_parquet_columns(
-    url: str, columns: builtins.list[str] | None = None, filesystem: pyarrow.fs.FileSystem | None = None
-) -> pd.DataFrame:
-    """``columns`` (default: all) of an ``s3://`` parquet file, with ranged GETs of only those column chunks;
-    the same frame as :func:`tripduration.io.parquet.read_parquet` gives for a local file."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    bucket, key = parse_s3_url(url)
-    try:
-        pf = pq.ParquetFile(f"{bucket}/{key}", filesystem=filesystem or arrow_s3_filesystem())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{url}: no such object") from None
-    available = pf.schema_arrow.names
-    names = list(columns) if columns is not None else [n for n in available if n != "__index_level_0__"]
-    missing = [c for c in names if c not in available]
-    if missing:
-        raise KeyError(f"{url}: no column(s) {missing}; the file has {available}")
-    parts = {name: pf.read(columns=[name]).to_pandas(self_destruct=True)[name] for name in names}
-    frame = pd.DataFrame(parts, copy=False)
-    if not names:
-        frame.index = pd.RangeIndex(pf.metadata.num_rows)
-    return frame

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tripduration.errors import RegistryError
-from tripduration.io.local import is_temporary
 from tripduration.registry.names import VERSION_FORM, is_version
 
 if TYPE_CHECKING:
@@ -68,14 +67,14 @@ def inventory(registry: ModelRegistry) -> dict[str, list[Any]]:
 
 
 def _stray_entries(registry: ModelRegistry) -> list[dict[str, str]]:
-    """Entries of ``versions/`` that are not version names (temporaries of a write in progress aside)."""
+    """Entries of ``versions/`` that are not version names (``children`` never shows a write in progress)."""
     return [
         {
             "path": str(registry.versions_dir / n),
             "problem": f"{registry.versions_dir / n}: not a version name ({VERSION_FORM}); ignored",
         }
         for n in registry.storage.children("versions")
-        if not is_version(n) and not is_temporary(n)
+        if not is_version(n)
     ]
 
 
