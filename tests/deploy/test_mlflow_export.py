@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -371,6 +372,64 @@ def test_tampered_model_is_refused_and_the_others_exported(registry: ModelRegist
     assert result["aliases"]["challenger"]["action"].startswith("left as it was: v0001 failed")
     assert mirror.aliases == {"production": "v0002"}
     assert "v0001  FAILED: RegistryError" in format_summary(result)
+
+
+def mlflow_versions_of(uri: str, version: str) -> list[Any]:
+    """Every MLflow model version that mirrors registry ``version`` (there must be one)."""
+    return [
+        mv
+        for mv in client_for(uri).search_model_versions(f"name = '{MODEL_NAME}'")
+        if mv.tags["registry_version"] == version
+    ]
+
+
+def test_model_bytes_changed_after_export_fail_the_next_export_naming_the_version(
+    registry: ModelRegistry, store: str, config: ConfigOverride, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21 section 6: flipped bytes in a mirrored version's model are an error, not 'existing'."""
+    import pipeline
+
+    config.set("paths", "registry_dir", str(registry.root))
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 0
+    capsys.readouterr()
+    model = Path(registry.model_path("v0001"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 1
+    out = capsys.readouterr().out
+    failed = [line.strip() for line in out.splitlines() if re.match(r"\s+v\d{4}  FAILED", line)]
+    assert len(failed) == 1 and failed[0].startswith("v0001  FAILED: RegistryError"), out
+    assert "does not match metadata" in failed[0]
+    assert len(mlflow_versions_of(store, "v0001")) == 1
+
+
+def test_model_and_sha256_replaced_after_export_fail_naming_the_version_never_a_second_model_version(
+    registry: ModelRegistry, store: str, config: ConfigOverride, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21 section 6: a version whose model and recorded sha256 were both replaced after its export is
+    refused by name; MLflow keeps one model version for it."""
+    import pipeline
+
+    config.set("paths", "registry_dir", str(registry.root))
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 0
+    capsys.readouterr()
+    # v0001 (not production: the pointer's sha256 cannot catch it) gets v0002's model, and its sha256
+    shutil.copyfile(registry.model_path("v0002"), registry.model_path("v0001"))
+    meta_path = registry.versions_dir / "v0001" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_sha256"] = registry.metadata("v0002")["model_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    assert registry.verify("v0001") == meta["model_sha256"]  # the registry's own checks pass
+
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 1
+    out = capsys.readouterr().out
+    failed = [line.strip() for line in out.splitlines() if re.match(r"\s+v\d{4}  FAILED", line)]
+    assert len(failed) == 1 and failed[0].startswith("v0001  FAILED: MlflowExportError"), out
+    assert "changed after export" in failed[0]
+    assert len(mlflow_versions_of(store, "v0001")) == 1
+    assert mlflow_versions_of(store, "v0001")[0].tags["model_sha256"] != meta["model_sha256"]
 
 
 # --------------------------------------------------------------------------- the command line
