@@ -21,7 +21,7 @@ from tripduration.runtime.extras import require_extra
 def mlflow_tracking_uri(given: str | None) -> str | None:
     """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
     folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
-    from tripduration.registry.mlflow_export import sqlite_uri_relative_to
+    from tripduration.registry.mlflow.mapping import sqlite_uri_relative_to
 
     if given:
         return given
@@ -41,7 +41,7 @@ def export_mlflow_command(args: argparse.Namespace) -> int:
             "luigi.cfg, or $MLFLOW_TRACKING_URI"
         )
     require_extra("mlflow")  # before the registry is opened: one line naming the extra to install
-    from tripduration.registry.mlflow_export import export_registry, format_summary
+    from tripduration.registry.mlflow.export import export_registry, format_summary
 
     result = export_registry(model_registry(args.color), uri, args.artifact_location)
     print(json.dumps(result, indent=2) if args.json else format_summary(result), flush=True)

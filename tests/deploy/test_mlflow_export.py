@@ -1,4 +1,4 @@
-"""Export of the file registry to MLflow (``tripduration.registry.mlflow_export``, ``pipeline.py export-mlflow``).
+"""Export of the file registry to MLflow (``tripduration.registry.mlflow``, ``pipeline.py export-mlflow``).
 
 A registry is built in a temporary folder from two small real models fitted on a few thousand rows of a real
 month, as in test_service.py, with the metadata a real registration writes (lineage, metrics, gate, report,
@@ -32,11 +32,10 @@ from conftest import DATA, ConfigOverride, free_port
 
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validate_trip_file
-from tripduration.registry.mlflow_export import (
+from tripduration.registry.mlflow.export import export_registry, format_summary
+from tripduration.registry.mlflow.mapping import (
     challenger_of,
     default_artifact_location,
-    export_registry,
-    format_summary,
     run_metrics,
     run_params,
     run_tags,
@@ -44,7 +43,7 @@ from tripduration.registry.mlflow_export import (
 )
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.candidates import CANDIDATES, build_pipeline
-from tripduration.training.features import model_table, split_xy
+from tripduration.training.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -70,6 +69,7 @@ def _metadata(candidate: str, metrics: dict[str, Any], gate: dict[str, Any]) -> 
     spec = CANDIDATES[candidate]
     return {
         "algorithm": {"candidate": candidate, "family": spec.family, "params": spec.params, "description": "x"},
+        "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": []},
         "color": "green",
         "target": "duration_min",
         "data": [
@@ -199,8 +199,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- pure helpers
 def test_params_metrics_and_tags_come_from_the_metadata(registry: ModelRegistry) -> None:
-    meta = registry.metadata("v0002")
-    params = run_params(meta, {"final_training_rows": 3000})
+    meta, typed = registry.metadata("v0002"), registry.model_metadata("v0002")
+    params = run_params(typed, {"final_training_rows": 3000})
     assert params["algorithm.candidate"] == "ridge_a1"
     assert params["algorithm.family"] == "ridge_onehot"
     assert params["algorithm.params.alpha"] == str(CANDIDATES["ridge_a1"].params["alpha"])
@@ -211,12 +211,12 @@ def test_params_metrics_and_tags_come_from_the_metadata(registry: ModelRegistry)
     )
     assert params["training_rows"] == "3000"
     assert "fit_rows" not in params  # not recorded by this registration: absent, not invented
-    metrics = run_metrics(meta)
+    metrics = run_metrics(typed)
     assert metrics["test_rmse"] == pytest.approx(meta["metrics"]["test"]["rmse"])
     assert metrics["baseline_test_rmse"] == pytest.approx(meta["metrics"]["baseline_test"]["rmse"])
     assert metrics["test_rmse_ratio_to_baseline"] == pytest.approx(meta["metrics"]["test"]["rmse_ratio_to_baseline"])
     assert metrics["gate_production_rmse_on_test_month"] == 7.5
-    tags = run_tags(meta, "v0002", registry.home)
+    tags = run_tags(typed, "v0002", registry.home)
     assert tags["data.train.2021-01.sha256"] == "a" * 64
     assert tags["data.test.2021-03.rows_rejected"] == "102"
     assert tags["library.scikit-learn"] == "1.7.2"
@@ -301,6 +301,44 @@ def test_export_mirrors_runs_model_versions_and_aliases(
     )
     np.testing.assert_allclose(loaded.predict(sample), ours.predict(sample))
     assert tree_digest(registry.root) == before, "the export wrote into the file registry"
+
+
+@pytest.mark.filterwarnings("ignore:.*validate_serving_input.*:FutureWarning")  # the scoring server's parsing
+def test_the_mlflow_model_takes_the_http_apis_fields_with_its_signature_and_input_example(
+    registry: ModelRegistry, store: str, artifacts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_registry(registry, store, artifacts)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    uri = f"models:/{MODEL_NAME}@production"
+    model = mlflow.pyfunc.load_model(uri)
+    declared = {c.name: (c.type.name, c.required) for c in model.metadata.get_input_schema().inputs}
+    assert declared == {
+        "pickup_datetime": ("datetime", True),
+        "PULocationID": ("long", True),
+        "DOLocationID": ("long", True),
+        "trip_distance": ("double", True),
+        "VendorID": ("double", False),
+        "RatecodeID": ("double", False),
+        "trip_type": ("double", False),
+        "passenger_count": ("double", False),
+    }
+    example = model.input_example
+    assert list(example.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+    # the four required fields are enough; the optional ones are what the registry model gets as missing
+    ours, _ = registry.load_model("v0002")
+    full = example.assign(**{c: np.nan for c in ("VendorID", "RatecodeID", "trip_type", "passenger_count")})
+    np.testing.assert_allclose(model.predict(example), ours.predict(full))
+    # the scoring server's JSON: integer codes for some trips, none for others
+    records = [
+        {"pickup_datetime": "2021-03-05T08:30:00", "PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.6},
+        {"pickup_datetime": "2021-03-05T09:00:00", "PULocationID": 41, "DOLocationID": 151, "trip_distance": 3.2}
+        | {"VendorID": 2, "RatecodeID": 1, "trip_type": 1, "passenger_count": 1},
+    ]
+    served = mlflow.models.validate_serving_input(uri, json.dumps({"dataframe_records": records}))
+    assert len(served) == 2 and np.isfinite(served).all()
+    # the whole tripduration package ships with the model (it loads where the project is not installed)
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(Path(store[10:]).parent / "dl")))
+    assert (local / "code" / "tripduration" / "training" / "features.py").is_file()
 
 
 def test_export_again_creates_nothing_and_aliases_follow_the_pointer(
