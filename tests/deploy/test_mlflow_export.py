@@ -12,12 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +24,9 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA, ConfigOverride, free_port
+from conftest import DATA, ConfigOverride
+from mlflow_store import client_for, make_empty_store, store_copy
+from mlflow_store import mlflow_server as start_mlflow_server
 
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validate_trip_file
@@ -46,7 +44,6 @@ from tripduration.training.candidates import CANDIDATES, build_pipeline
 from tripduration.training.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 
 mlflow = pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
 
 MODEL_NAME = "green-trip-duration"
 TRAIN_ROWS = 3000
@@ -139,27 +136,17 @@ def registry(template: Path, tmp_path: Path) -> ModelRegistry:
 
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite database, created once: MLflow's ~60 schema migrations take seconds."""
-    db = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    client_for(f"sqlite:///{db}").search_experiments()
-    return db
+    return make_empty_store(tmp_path_factory.mktemp("mlflow-empty"))
 
 
 @pytest.fixture
 def store(tmp_path: Path, empty_store: Path) -> str:
-    db = tmp_path / "mlflow" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(empty_store, db)
-    return f"sqlite:///{db}"
+    return store_copy(empty_store, tmp_path / "mlflow")
 
 
 @pytest.fixture
 def artifacts(tmp_path: Path) -> str:
     return (tmp_path / "mlflow-artifacts").as_uri()
-
-
-def client_for(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @dataclass
@@ -505,42 +492,8 @@ def test_pipeline_export_mlflow_without_uri_exits_2(
 # --------------------------------------------------------------------------- against `mlflow server`
 @pytest.fixture
 def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on a free 127.0.0.1 port (sqlite backend, proxied artifacts in tmp)."""
-    port = free_port()
-    home = tmp_path / "server"
-    home.mkdir()
-    shutil.copyfile(empty_store, home / "mlflow.db")  # already migrated: the server starts seconds sooner
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the process ends
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}"),
-        *("--artifacts-destination", str(home / "artifacts"), "--workers", "1"),
-    ]
-    process = subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    with start_mlflow_server(tmp_path / "server", empty_store) as url:
         yield url
-    finally:
-        os.killpg(process.pid, 15)
-        try:  # uvicorn waits for idle keep-alive connections of the test's clients: do not wait long
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.slow  # ~40 s on an idle 2-core machine: server start ~12 s, one HTTP upload per artifact
