@@ -17,6 +17,8 @@ import io
 import json
 import logging
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +114,29 @@ def using(uri: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Refuse at once when nothing answers at a tracking server's URL: MLflow's client retries each call for
+    about four minutes (measured: 245 s), which every tracked task of a run would wait. Any HTTP answer will do."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (an authenticating proxy, an older server without /health)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise MlflowExportError(
+            f"no MLflow tracking server answers at {uri} ({reason}); start it, or fix the tracking URI"
+        ) from None
+
+
 @contextlib.contextmanager
 def session(uri: str, registry: ModelRegistry, artifact_location: str | None = None) -> Iterator[Session]:
     """MLflow at ``uri`` with the experiment and registered model of ``registry``'s model (made when missing;
     ``artifact_location`` only applies when the experiment is made: default ``mlartifacts/`` beside a sqlite
-    database)."""
+    database). A server that does not answer is an :class:`MlflowExportError` within seconds."""
+    check_server(uri)
     mlflow = mlflow_module()
     database = m.sqlite_file(uri)
     if database is not None:
