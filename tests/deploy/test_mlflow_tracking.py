@@ -257,10 +257,11 @@ def server(pipeline_env: PipelineEnv, empty_store: Path, tmp_path: Path) -> Iter
 
 @pytest.mark.slow  # ~60 s on an idle 2-core machine: server start ~12 s, the job twice, one upload per artifact
 def test_a_job_with_two_workers_is_tracked_on_a_real_mlflow_server(
-    pipeline_env: PipelineEnv, server: str, monkeypatch: pytest.MonkeyPatch
+    pipeline_env: PipelineEnv, server: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # candidates in forked task processes, side by side: one parent run all the same (the host's tracking lock)
     assert train("--workers", "2") == 0
+    assert "View run" not in capfd.readouterr().out  # MLflow's line per ended run stays out of the job's output
     experiment = rest(server, "experiments/get-by-name", experiment_name=MODEL_NAME)["experiment"]
     runs = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
     tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]

@@ -142,7 +142,9 @@ def session(uri: str, registry: ModelRegistry, artifact_location: str | None = N
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     location = artifact_location or m.default_artifact_location(uri)
-    with quiet(), using(uri):
+    # ending a run on a tracking server prints "View run ... at: URL" to stdout: it would break `--json`, and
+    # a training job's output would get a line per candidate
+    with quiet(), using(uri), contextlib.redirect_stdout(io.StringIO()):
         # a sqlite store is created (and migrated) by the client's constructor: inside the quiet block
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         experiment_id = _experiment_id(client, registry.name, location, registry.home)
@@ -310,9 +312,7 @@ def _log_model(s: Session, run_id: str, model: Any, meta: ModelMetadata) -> str:
     are the versions the model was trained with.
     """
     mlflow = mlflow_module()
-    # ending the run writes "View run ... at: URL" to stdout for a tracking server, which would break
-    # `export-mlflow --json`; the summary names the runs anyway
-    with contextlib.redirect_stdout(io.StringIO()), using(s.uri), mlflow.start_run(run_id=run_id):
+    with using(s.uri), mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             mlflow_model(model),
             name=MODEL_ARTIFACT,
