@@ -48,6 +48,7 @@ from tripduration.data.fetch import ALLOWED_SCHEMES
 from tripduration.data.months import parse_month
 from tripduration.io.s3 import S3Settings
 from tripduration.monitoring.policy import RETRAIN_RULES, RetrainPolicy, Thresholds
+from tripduration.registry.mlflow.mapping import TRACKING_SCHEMES, tracking_uri_problem
 from tripduration.runtime.extras import has_extra, missing_extra_message
 from tripduration.training.candidates import CANDIDATES
 
@@ -152,17 +153,18 @@ def _tracking_uri(value: Any) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", text):
-        return "must be a URI such as sqlite:///var/mlflow/mlflow.db or http://127.0.0.1:5000, or empty"
-    if text.startswith("sqlite:") and not text.startswith("sqlite:///"):
-        return "a sqlite URI has three slashes: sqlite:///relative/to/project.db or sqlite:////absolute/path.db"
+    problem = tracking_uri_problem(text)  # the check of export-mlflow --tracking-uri
+    if problem:
+        return problem
     if not has_extra("mlflow"):
         return missing_extra_message("mlflow")  # tracking would fail in every task: refuse up front
     return None
 
 
 TRACKING_URI = Check(
-    "empty, or a URI (`sqlite:///path`, `http(s)://host:port`, ...) with the `mlflow` extra installed", _tracking_uri
+    f"empty, or a URI with scheme {', '.join(f'`{s}`' for s in TRACKING_SCHEMES)} (`sqlite:///path`, "
+    "`http(s)://host:port`), with the `mlflow` extra installed",
+    _tracking_uri,
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tripduration.errors import RegistryError
 from tripduration.registry.metadata import ModelMetadata
@@ -36,7 +37,26 @@ TAG_VALUE_LIMIT = 5000
 MIRRORED = "Mirrored from the file registry, which stays the source of truth."
 
 
+#: the schemes of a tracking URI: a sqlite file, a tracking server, a folder, a database server, Databricks
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
 # --------------------------------------------------------------------------- where
+def tracking_uri_problem(text: str) -> str | None:
+    """What is wrong with an MLflow tracking URI (None: nothing): ``sqlite:///path``, ``http(s)://host[:port]``,
+    ``file:///path``, a database URL (``postgresql+psycopg2://...``)."""
+    hint = "give e.g. sqlite:///mlflow.db or http://127.0.0.1:5000"
+    parts = urlsplit(text)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in TRACKING_SCHEMES:
+        return f"{text!r} is not an MLflow tracking URI ({', '.join(TRACKING_SCHEMES)}): {hint}"
+    if (scheme == "sqlite" and not text.startswith("sqlite:///")) or text in ("sqlite:///", "file://", "file:///"):
+        return f"{text!r} names no database file or folder: {hint}"
+    if scheme in ("http", "https") and not parts.hostname:
+        return f"{text!r} names no server: {hint}"
+    return None
+
+
 def sqlite_uri_relative_to(uri: str, base: Path) -> str:
     """``sqlite:///var/mlflow/mlflow.db`` (relative, resolved by SQLAlchemy against the working directory) ->
     an absolute URI under ``base``, so the same luigi.cfg works from cron. Other URIs are returned as is."""
