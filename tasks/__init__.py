@@ -1,6 +1,7 @@
 """Thin Luigi tasks: each reads its inputs, calls one function of ``tripduration`` and writes its outputs
 atomically under a path derived from its parameters (see :mod:`tasks.base`)."""
 
+import tasks.tracking  # noqa: F401 - MLflow follows the training runs (luigi event handlers)
 from tasks.base import PipelineTask
 from tasks.data import ModelInputTable, TripData, ValidatedTrips, ZoneLookup
 from tasks.evaluation import EvaluationReport

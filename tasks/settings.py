@@ -48,6 +48,8 @@ from tripduration.data.fetch import ALLOWED_SCHEMES
 from tripduration.data.months import parse_month
 from tripduration.io.s3 import S3Settings
 from tripduration.monitoring.policy import RETRAIN_RULES, RetrainPolicy, Thresholds
+from tripduration.registry.mlflow.mapping import TRACKING_SCHEMES, tracking_uri_problem
+from tripduration.runtime.extras import has_extra, missing_extra_message
 from tripduration.training.candidates import CANDIDATES
 
 
@@ -145,6 +147,25 @@ def _optional_month(value: Any) -> str | None:
 
 
 OPTIONAL_MONTH = Check("empty or `YYYY-MM`", _optional_month)
+
+
+def _tracking_uri(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    problem = tracking_uri_problem(text)  # the check of export-mlflow --tracking-uri
+    if problem:
+        return problem
+    if not has_extra("mlflow"):
+        return missing_extra_message("mlflow")  # tracking would fail in every task: refuse up front
+    return None
+
+
+TRACKING_URI = Check(
+    f"empty, or a URI with scheme {', '.join(f'`{s}`' for s in TRACKING_SCHEMES)} (`sqlite:///path`, "
+    "`http(s)://host:port`), with the `mlflow` extra installed",
+    _tracking_uri,
+)
 
 
 class PathsConfig(Section):
@@ -328,8 +349,14 @@ class S3Config(Section):
 
 
 class MlflowConfig(Section):
-    """``[mlflow]``: where ``pipeline.py export-mlflow`` mirrors the registry (``--tracking-uri`` wins)."""
+    """``[mlflow]``: MLflow follows every training run (``tasks/tracking.py``) and ``export-mlflow`` mirrors the
+    registry there (its ``--tracking-uri`` wins); empty: no tracking."""
 
     section = "mlflow"
 
-    tracking_uri = Text("", any_text, "MLflow tracking URI (a relative sqlite path is relative to the project)")
+    tracking_uri = Text(
+        "",
+        TRACKING_URI,
+        "log every training run there as it goes, e.g. sqlite:///var/mlflow/mlflow.db (relative to the project); "
+        "empty: no tracking",
+    )

@@ -11,8 +11,7 @@ import sys
 
 from tasks.cli.errors import BAD_ARGUMENTS, UsageError
 from tasks.predictions import model_registry
-from tasks.settings import MlflowConfig
-from tasks.targets import PROJECT_ROOT
+from tasks.tracking import follow_registry, tracking_uri
 from tripduration.registry.names import GateRejectedError
 from tripduration.registry.store import ModelRegistry
 from tripduration.runtime.extras import require_extra
@@ -21,14 +20,7 @@ from tripduration.runtime.extras import require_extra
 def mlflow_tracking_uri(given: str | None) -> str | None:
     """--tracking-uri, else ``[mlflow] tracking_uri`` (a relative sqlite path is relative to this project's
     folder, like every path of luigi.cfg), else ``$MLFLOW_TRACKING_URI``."""
-    from tripduration.registry.mlflow_export import sqlite_uri_relative_to
-
-    if given:
-        return given
-    configured = MlflowConfig().tracking_uri
-    if configured.strip():
-        return sqlite_uri_relative_to(configured.strip(), PROJECT_ROOT)
-    return os.environ.get("MLFLOW_TRACKING_URI") or None
+    return given or tracking_uri() or os.environ.get("MLFLOW_TRACKING_URI") or None
 
 
 def export_mlflow_command(args: argparse.Namespace) -> int:
@@ -41,7 +33,7 @@ def export_mlflow_command(args: argparse.Namespace) -> int:
             "luigi.cfg, or $MLFLOW_TRACKING_URI"
         )
     require_extra("mlflow")  # before the registry is opened: one line naming the extra to install
-    from tripduration.registry.mlflow_export import export_registry, format_summary
+    from tripduration.registry.mlflow.export import export_registry, format_summary
 
     result = export_registry(model_registry(args.color), uri, args.artifact_location)
     print(json.dumps(result, indent=2) if args.json else format_summary(result), flush=True)
@@ -151,4 +143,6 @@ def rollback_command(
     was = pointer["previous_version"] or ("unreadable production.json" if "previous_pointer_error" in pointer else None)
     forced = " [forced past the gate's rejection]" if pointer.get("forced") else ""
     print(f"production is now {pointer['version']} (was {was}){forced}: {reason}")
+    for line in follow_registry(registry):  # [mlflow] tracking_uri set: the aliases follow
+        print(line)
     return 0

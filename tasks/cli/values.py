@@ -17,16 +17,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from tripduration.data.months import parse_month, parse_month_list
+from tripduration.registry.mlflow.mapping import tracking_uri_problem
 from tripduration.registry.names import check_version
 
 LAST = "last"
 MAX_TEXT = 500
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 # MLflow tracking stores: a database (SQLAlchemy URL), a tracking server, a local folder, Databricks
-TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
 @dataclass(frozen=True)
@@ -111,16 +110,10 @@ def _text(text: str) -> str:
 
 
 def _tracking_uri(text: str) -> str:
-    """An MLflow tracking URI: ``sqlite:///path``, ``http(s)://host[:port]``, ``file:///path``, a database URL."""
-    hint = "give e.g. sqlite:///mlflow.db or http://127.0.0.1:5000"
-    parts = urlsplit(text)
-    scheme = parts.scheme.split("+")[0]  # postgresql+psycopg2://...
-    if scheme not in TRACKING_SCHEMES:
-        raise ValueError(f"{text!r} is not an MLflow tracking URI ({', '.join(TRACKING_SCHEMES)}): {hint}")
-    if (scheme == "sqlite" and not text.startswith("sqlite:///")) or text in ("sqlite:///", "file://", "file:///"):
-        raise ValueError(f"{text!r} names no database file or folder: {hint}")
-    if scheme in ("http", "https") and not parts.hostname:
-        raise ValueError(f"{text!r} names no server: {hint}")
+    """An MLflow tracking URI (the check ``[mlflow] tracking_uri`` has too)."""
+    problem = tracking_uri_problem(text)
+    if problem:
+        raise ValueError(problem)
     _text(text)
     return text
 

@@ -1,4 +1,4 @@
-"""Export of the file registry to MLflow (``tripduration.registry.mlflow_export``, ``pipeline.py export-mlflow``).
+"""Export of the file registry to MLflow (``tripduration.registry.mlflow``, ``pipeline.py export-mlflow``).
 
 A registry is built in a temporary folder from two small real models fitted on a few thousand rows of a real
 month, as in test_service.py, with the metadata a real registration writes (lineage, metrics, gate, report,
@@ -12,11 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
+import re
 import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,15 +24,16 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA, ConfigOverride, free_port
+from conftest import DATA, ConfigOverride
+from mlflow_store import client_for, make_empty_store, store_copy
+from mlflow_store import mlflow_server as start_mlflow_server
 
 from tripduration.data.rules import Rules
 from tripduration.data.validation import validate_trip_file
-from tripduration.registry.mlflow_export import (
+from tripduration.registry.mlflow.export import export_registry, format_summary
+from tripduration.registry.mlflow.mapping import (
     challenger_of,
     default_artifact_location,
-    export_registry,
-    format_summary,
     run_metrics,
     run_params,
     run_tags,
@@ -43,10 +41,9 @@ from tripduration.registry.mlflow_export import (
 )
 from tripduration.registry.store import ModelRegistry
 from tripduration.training.candidates import CANDIDATES, build_pipeline
-from tripduration.training.features import model_table, split_xy
+from tripduration.training.features import MODEL_INPUT_COLUMNS, model_table, split_xy
 
 mlflow = pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
 
 MODEL_NAME = "green-trip-duration"
 TRAIN_ROWS = 3000
@@ -69,6 +66,7 @@ def _metadata(candidate: str, metrics: dict[str, Any], gate: dict[str, Any]) -> 
     spec = CANDIDATES[candidate]
     return {
         "algorithm": {"candidate": candidate, "family": spec.family, "params": spec.params, "description": "x"},
+        "features": {"inputs": list(MODEL_INPUT_COLUMNS), "engineered": []},
         "color": "green",
         "target": "duration_min",
         "data": [
@@ -138,27 +136,17 @@ def registry(template: Path, tmp_path: Path) -> ModelRegistry:
 
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite database, created once: MLflow's ~60 schema migrations take seconds."""
-    db = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    client_for(f"sqlite:///{db}").search_experiments()
-    return db
+    return make_empty_store(tmp_path_factory.mktemp("mlflow-empty"))
 
 
 @pytest.fixture
 def store(tmp_path: Path, empty_store: Path) -> str:
-    db = tmp_path / "mlflow" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(empty_store, db)
-    return f"sqlite:///{db}"
+    return store_copy(empty_store, tmp_path / "mlflow")
 
 
 @pytest.fixture
 def artifacts(tmp_path: Path) -> str:
     return (tmp_path / "mlflow-artifacts").as_uri()
-
-
-def client_for(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @dataclass
@@ -198,8 +186,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- pure helpers
 def test_params_metrics_and_tags_come_from_the_metadata(registry: ModelRegistry) -> None:
-    meta = registry.metadata("v0002")
-    params = run_params(meta, {"final_training_rows": 3000})
+    meta, typed = registry.metadata("v0002"), registry.model_metadata("v0002")
+    params = run_params(typed, {"final_training_rows": 3000})
     assert params["algorithm.candidate"] == "ridge_a1"
     assert params["algorithm.family"] == "ridge_onehot"
     assert params["algorithm.params.alpha"] == str(CANDIDATES["ridge_a1"].params["alpha"])
@@ -210,12 +198,12 @@ def test_params_metrics_and_tags_come_from_the_metadata(registry: ModelRegistry)
     )
     assert params["training_rows"] == "3000"
     assert "fit_rows" not in params  # not recorded by this registration: absent, not invented
-    metrics = run_metrics(meta)
+    metrics = run_metrics(typed)
     assert metrics["test_rmse"] == pytest.approx(meta["metrics"]["test"]["rmse"])
     assert metrics["baseline_test_rmse"] == pytest.approx(meta["metrics"]["baseline_test"]["rmse"])
     assert metrics["test_rmse_ratio_to_baseline"] == pytest.approx(meta["metrics"]["test"]["rmse_ratio_to_baseline"])
     assert metrics["gate_production_rmse_on_test_month"] == 7.5
-    tags = run_tags(meta, "v0002", registry.home)
+    tags = run_tags(typed, "v0002", registry.home)
     assert tags["data.train.2021-01.sha256"] == "a" * 64
     assert tags["data.test.2021-03.rows_rejected"] == "102"
     assert tags["library.scikit-learn"] == "1.7.2"
@@ -302,6 +290,44 @@ def test_export_mirrors_runs_model_versions_and_aliases(
     assert tree_digest(registry.root) == before, "the export wrote into the file registry"
 
 
+@pytest.mark.filterwarnings("ignore:.*validate_serving_input.*:FutureWarning")  # the scoring server's parsing
+def test_the_mlflow_model_takes_the_http_apis_fields_with_its_signature_and_input_example(
+    registry: ModelRegistry, store: str, artifacts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_registry(registry, store, artifacts)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    uri = f"models:/{MODEL_NAME}@production"
+    model = mlflow.pyfunc.load_model(uri)
+    declared = {c.name: (c.type.name, c.required) for c in model.metadata.get_input_schema().inputs}
+    assert declared == {
+        "pickup_datetime": ("datetime", True),
+        "PULocationID": ("long", True),
+        "DOLocationID": ("long", True),
+        "trip_distance": ("double", True),
+        "VendorID": ("double", False),
+        "RatecodeID": ("double", False),
+        "trip_type": ("double", False),
+        "passenger_count": ("double", False),
+    }
+    example = model.input_example
+    assert list(example.columns) == ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+    # the four required fields are enough; the optional ones are what the registry model gets as missing
+    ours, _ = registry.load_model("v0002")
+    full = example.assign(**{c: np.nan for c in ("VendorID", "RatecodeID", "trip_type", "passenger_count")})
+    np.testing.assert_allclose(model.predict(example), ours.predict(full))
+    # the scoring server's JSON: integer codes for some trips, none for others
+    records = [
+        {"pickup_datetime": "2021-03-05T08:30:00", "PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.6},
+        {"pickup_datetime": "2021-03-05T09:00:00", "PULocationID": 41, "DOLocationID": 151, "trip_distance": 3.2}
+        | {"VendorID": 2, "RatecodeID": 1, "trip_type": 1, "passenger_count": 1},
+    ]
+    served = mlflow.models.validate_serving_input(uri, json.dumps({"dataframe_records": records}))
+    assert len(served) == 2 and np.isfinite(served).all()
+    # the whole tripduration package ships with the model (it loads where the project is not installed)
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(Path(store[10:]).parent / "dl")))
+    assert (local / "code" / "tripduration" / "training" / "features.py").is_file()
+
+
 def test_export_again_creates_nothing_and_aliases_follow_the_pointer(
     registry: ModelRegistry, store: str, artifacts: str
 ) -> None:
@@ -373,6 +399,64 @@ def test_tampered_model_is_refused_and_the_others_exported(registry: ModelRegist
     assert "v0001  FAILED: RegistryError" in format_summary(result)
 
 
+def mlflow_versions_of(uri: str, version: str) -> list[Any]:
+    """Every MLflow model version that mirrors registry ``version`` (there must be one)."""
+    return [
+        mv
+        for mv in client_for(uri).search_model_versions(f"name = '{MODEL_NAME}'")
+        if mv.tags["registry_version"] == version
+    ]
+
+
+def test_model_bytes_changed_after_export_fail_the_next_export_naming_the_version(
+    registry: ModelRegistry, store: str, config: ConfigOverride, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21 section 6: flipped bytes in a mirrored version's model are an error, not 'existing'."""
+    import pipeline
+
+    config.set("paths", "registry_dir", str(registry.root))
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 0
+    capsys.readouterr()
+    model = Path(registry.model_path("v0001"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 1
+    out = capsys.readouterr().out
+    failed = [line.strip() for line in out.splitlines() if re.match(r"\s+v\d{4}  FAILED", line)]
+    assert len(failed) == 1 and failed[0].startswith("v0001  FAILED: RegistryError"), out
+    assert "does not match metadata" in failed[0]
+    assert len(mlflow_versions_of(store, "v0001")) == 1
+
+
+def test_model_and_sha256_replaced_after_export_fail_naming_the_version_never_a_second_model_version(
+    registry: ModelRegistry, store: str, config: ConfigOverride, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21 section 6: a version whose model and recorded sha256 were both replaced after its export is
+    refused by name; MLflow keeps one model version for it."""
+    import pipeline
+
+    config.set("paths", "registry_dir", str(registry.root))
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 0
+    capsys.readouterr()
+    # v0001 (not production: the pointer's sha256 cannot catch it) gets v0002's model, and its sha256
+    shutil.copyfile(registry.model_path("v0002"), registry.model_path("v0001"))
+    meta_path = registry.versions_dir / "v0001" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_sha256"] = registry.metadata("v0002")["model_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    assert registry.verify("v0001") == meta["model_sha256"]  # the registry's own checks pass
+
+    assert pipeline.main(["export-mlflow", "--tracking-uri", store]) == 1
+    out = capsys.readouterr().out
+    failed = [line.strip() for line in out.splitlines() if re.match(r"\s+v\d{4}  FAILED", line)]
+    assert len(failed) == 1 and failed[0].startswith("v0001  FAILED: MlflowExportError"), out
+    assert "changed after export" in failed[0]
+    assert len(mlflow_versions_of(store, "v0001")) == 1
+    assert mlflow_versions_of(store, "v0001")[0].tags["model_sha256"] != meta["model_sha256"]
+
+
 # --------------------------------------------------------------------------- the command line
 def test_pipeline_export_mlflow_command(
     registry: ModelRegistry, store: str, config: ConfigOverride, capsys: pytest.CaptureFixture[str]
@@ -408,42 +492,8 @@ def test_pipeline_export_mlflow_without_uri_exits_2(
 # --------------------------------------------------------------------------- against `mlflow server`
 @pytest.fixture
 def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on a free 127.0.0.1 port (sqlite backend, proxied artifacts in tmp)."""
-    port = free_port()
-    home = tmp_path / "server"
-    home.mkdir()
-    shutil.copyfile(empty_store, home / "mlflow.db")  # already migrated: the server starts seconds sooner
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the process ends
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}"),
-        *("--artifacts-destination", str(home / "artifacts"), "--workers", "1"),
-    ]
-    process = subprocess.Popen(command, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    with start_mlflow_server(tmp_path / "server", empty_store) as url:
         yield url
-    finally:
-        os.killpg(process.pid, 15)
-        try:  # uvicorn waits for idle keep-alive connections of the test's clients: do not wait long
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.slow  # ~40 s on an idle 2-core machine: server start ~12 s, one HTTP upload per artifact

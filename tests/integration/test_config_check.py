@@ -66,6 +66,9 @@ BAD_VALUES = [
     ("monitoring", "importance_min_share", "1.01", "must be <= 1"),
     ("s3", "endpoint_url", "127.0.0.1:9000", "must be an http:// or https:// URL"),
     ("training", "max_rows", "1.5", "cannot be read as a whole number"),
+    ("mlflow", "tracking_uri", "var/mlflow/mlflow.db", "is not an MLflow tracking URI"),
+    ("mlflow", "tracking_uri", "sqlite://mlflow.db", "names no database file or folder"),
+    ("mlflow", "tracking_uri", "http://", "names no server"),
 ]
 
 

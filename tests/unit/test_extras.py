@@ -40,7 +40,7 @@ def test_an_import_error_deep_in_the_code_is_recognised_as_a_missing_extra():
 
 
 def test_the_mlflow_export_names_the_extra_when_mlflow_is_missing(monkeypatch, tmp_path):
-    from tripduration.registry.mlflow_export import export_registry
+    from tripduration.registry.mlflow.export import export_registry
     from tripduration.registry.store import ModelRegistry
 
     monkeypatch.setitem(sys.modules, "mlflow", None)

@@ -1,7 +1,7 @@
 """Optional extras: the packages only some features need, installed apart from the runtime.
 
 ``requirements.lock`` holds what training, prediction, monitoring and the HTTP service need. S3 object
-storage (``boto3``) and the MLflow export (``mlflow``) are extras, each with its own hashed lock
+storage (``boto3``) and MLflow tracking and export (``mlflow``) are extras, each with its own hashed lock
 (``requirements-<extra>.lock``, installed on top of the runtime lock) and a ``pyproject.toml`` extra. Code
 that needs one calls :func:`require_extra` (or :func:`import_extra`) first, so a missing extra is one line
 saying what to install, never an ImportError traceback.
@@ -21,7 +21,7 @@ class MissingExtraError(ImportError):
 # extra -> (the module that shows it is installed, what needs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "s3": ("boto3", "object storage (S3-compatible bucket paths in [paths])"),
-    "mlflow": ("mlflow", "the MLflow export"),
+    "mlflow": ("mlflow", "MLflow (tracking with [mlflow] tracking_uri, export-mlflow)"),
 }
 
 
