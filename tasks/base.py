@@ -34,6 +34,7 @@ from tasks.ops import process
 from tasks.ops.process import explain_write_error, scheduler_cores
 from tasks.settings import ParallelismConfig
 from tasks.targets import Output, work_storage
+from tripduration.io import Storage
 from tripduration.runtime.code_digest import CodeDigest
 
 # --------------------------------------------------------------------------- base task
@@ -132,13 +133,20 @@ class PipelineTask(luigi.Task):
         """The key of this task's output folder in the work storage: ``<TaskFamily>/<params>-<fingerprint>``."""
         return f"{self.task_family}/{self.readable_name()}-{self.fingerprint()}"
 
+    def storage(self) -> Storage:
+        """``[paths] work_dir``'s storage, as it was when this task was made (asked at every completeness check)."""
+        cached = self.__dict__.get("_storage")
+        if cached is None:
+            cached = self.__dict__["_storage"] = work_storage()
+        return cached
+
     def target(self, name: str) -> Output:
         """An output file of this task, in ``[paths] work_dir`` (a local folder or an object-storage prefix)."""
-        return Output(work_storage(), f"{self.output_dir()}/{name}")
+        return Output(self.storage(), f"{self.output_dir()}/{name}")
 
     def folder(self, name: str) -> Output:
         """An output folder of this task (a report): it exists once it is complete."""
-        return Output(work_storage(), f"{self.output_dir()}/{name}", folder=True)
+        return Output(self.storage(), f"{self.output_dir()}/{name}", folder=True)
 
     def on_failure(self, exception: BaseException) -> str:
         """The explanation luigi sends to the scheduler (web view, failure mails); write errors are also logged."""
@@ -149,8 +157,16 @@ class PipelineTask(luigi.Task):
         return explained
 
     def progress_with(self, prefix: str) -> Callable[[str, int], None]:
-        """A progress callback for a node function: its messages are shown after ``prefix: ``."""
-        return lambda message, percent: self.progress(f"{prefix}: {message}" if prefix else message, percent)
+        """A progress callback for a node function: its messages are shown after ``prefix: ``. A node reports
+        progress between its phases, so that is also when the task takes up cores another task left idle
+        (:func:`tasks.ops.process.use_idle_cores`: e.g. the largest candidate's scoring, once the other
+        candidates are done)."""
+
+        def report(message: str, percent: int) -> None:
+            self.progress(f"{prefix}: {message}" if prefix else message, percent)
+            process.use_idle_cores(self)
+
+        return report
 
     def progress(self, message: str, percent: int | None = None) -> None:
         """Report what the task is doing to the scheduler (shown in luigid's web view).

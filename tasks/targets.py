@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +27,18 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+_OPENED: dict[tuple[Any, ...], Storage] = {}
+
+
 def _open(value: str, hash_cache: Path | None = None) -> Storage:
-    return open_storage(value, PROJECT_ROOT, S3Config().settings(), hash_cache)
+    """The storage at a configured location, one object per (location, settings, cache) and process: a graph
+    asks for the work directory's storage at every output and completeness check."""
+    settings = S3Config().settings()
+    key = (os.getpid(), value, settings, hash_cache)
+    storage = _OPENED.get(key)
+    if storage is None:
+        storage = _OPENED[key] = open_storage(value, PROJECT_ROOT, settings, hash_cache)
+    return storage
 
 
 def work_storage() -> Storage:

@@ -286,16 +286,31 @@ def check_configuration() -> None:
 _passed: list[object] = []  # [the state of the configuration that passed last] (see checked_once)
 
 
+_SECTION_NAMES: dict[int, list[str]] = {}  # number of Section classes -> their section names (+ "resources")
+
+
+def _section_names() -> list[str]:
+    classes = sections()
+    names = _SECTION_NAMES.get(len(classes))
+    if names is None:
+        names = _SECTION_NAMES[len(classes)] = [*(cls.get_task_family() for cls in classes), "resources"]
+    return names
+
+
 def _state() -> object | None:
     """What :func:`problems` depends on: the config's owned sections, as written, and luigi's command line
-    (None when a value reads an environment variable: then the check always runs)."""
+    (None when a value reads an environment variable: then the check always runs). Cheap: sections are
+    instantiated hundreds of times per run, each time this is compared with the state that passed last."""
     config, parser = luigi.configuration.get_config(), CmdlineParser.get_instance()
-    names = [*(cls.get_task_family() for cls in sections()), "resources"]
-    written = [(name, config.items(name, raw=True)) for name in names if config.has_section(name)]
-    if any("$" in str(value) for _, items in written for _, value in items):
+    stored = getattr(config, "_sections", None)  # RawConfigParser's own store: as written, no interpolation
+    if not isinstance(stored, dict):
+        stored = {name: dict(config.items(name, raw=True)) for name in config.sections()}
+    written = [(name, stored[name]) for name in _section_names() if name in stored]
+    text = repr(written) + repr(getattr(config, "_defaults", None))
+    if "$" in text:
         return None
     flags = sorted(vars(parser.known_args).items(), key=lambda kv: kv[0]) if parser is not None else None
-    return (id(config), repr(written), repr(flags))
+    return (id(config), text, repr(flags))
 
 
 def checked_once() -> None:

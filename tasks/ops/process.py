@@ -77,7 +77,30 @@ def limit_native_threads(task: PipelineTask, forked: bool) -> None:
     threads = max(1, min(wanted, usable_cpus(), native_threads.free_cpus()))
     # applies process-wide until changed; every task sets it at its start
     threadpool_limits(limits=threads, user_api="openmp")
-    task.__dict__["_openmp_threads"] = threads
+    task.__dict__["_openmp_threads"] = task.__dict__["_openmp_threads_at_start"] = threads
+
+
+def use_idle_cores(task: PipelineTask) -> None:
+    """Between two phases of a task: use the cores no other process is using now, up to what the task may use.
+
+    A task holding one core of the scheduler's ``cores`` resource (a candidate, with ``--workers 2``) starts with
+    one thread; when the other worker has nothing left to run (the other candidates are done, the next stage
+    waits for this one), its next phase (the scoring, a prediction) takes the idle core too instead of leaving
+    it unused on the critical path. Never more than ``[parallelism] threads_per_task``, ``OMP_NUM_THREADS`` or
+    the usable CPUs; back to what it holds when the machine got busy meanwhile.
+    """
+    from threadpoolctl import threadpool_limits
+
+    held = task.__dict__.get("_openmp_threads_at_start")  # what the task started with: the cores it holds
+    usable = usable_cpus()
+    if held is None or held >= usable or ParallelismConfig().threads_per_task:
+        return
+    operator = os.environ.get("OMP_NUM_THREADS", "")
+    ceiling = min(usable, int(operator)) if operator.isdigit() and int(operator) > 0 else usable
+    threads = max(held, min(ceiling, native_threads.free_cpus()))
+    if threads != task.__dict__.get("_openmp_threads"):
+        threadpool_limits(limits=threads, user_api="openmp")
+        task.__dict__["_openmp_threads"] = threads
 
 
 def _die_with_parent() -> None:

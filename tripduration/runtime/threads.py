@@ -160,7 +160,7 @@ def own_runnable_threads(task_dir: Path = Path("/proc/self/task")) -> int:
 
 def other_runnable(
     samples: int = 3,
-    interval: float = 0.02,
+    interval: float = 0.005,
     loadavg: Path = Path("/proc/loadavg"),
     own: Callable[[], int] = own_runnable_threads,
 ) -> int:

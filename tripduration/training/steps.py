@@ -66,10 +66,15 @@ def candidate_facts(spec: CandidateSpec) -> dict[str, Any]:
 
 
 def score_candidate(
-    spec: CandidateSpec, train: pd.DataFrame, validation: pd.DataFrame, max_rows: int | None = None
+    spec: CandidateSpec,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    max_rows: int | None = None,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """Train on the training months (at most ``max_rows`` of their rows), score on the validation month."""
     model, fit_seconds = fit_candidate(spec, train, max_rows)
+    progress(f"fitted in {fit_seconds:.1f}s; scoring {len(validation)} validation trips", 70)
     X_val, y_val = split_xy(validation)
     metrics = regression_metrics(y_val, model.predict(X_val))
     return {
@@ -91,7 +96,7 @@ def score_candidate_on_months(
     """:func:`score_candidate` on the training months' tables (concatenated), reporting its steps."""
     train = concat_tables(train_tables, "training")
     progress(f"fitting on {len(train)} trips", 20)
-    score = score_candidate(spec, train, validation, max_rows)
+    score = score_candidate(spec, train, validation, max_rows, progress)
     progress(f"validation RMSE {score['validation']['rmse']:.3f}", 100)
     return score
 
