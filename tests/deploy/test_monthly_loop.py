@@ -168,4 +168,4 @@ def test_models_lists_versions_and_rollback_restores_an_earlier_one(pipeline_env
     history, _ = registry(pipeline_env).history()
     assert [h["action"] for h in history] == ["promote", "rollback", "rollback"]
     missing = cli(pipeline_env, "rollback", "v0042")
-    assert missing.returncode == 1 and "v0042" in missing.stderr
+    assert missing.returncode == 2 and "v0042 is not a registered version" in missing.stderr  # a bad argument

@@ -45,8 +45,11 @@ def test_status_and_invalidate_from_the_command_line(pipeline_env, tmp_path):
     assert re.search(r"^· ValidatedTrips_green_2021_03_\S+ +invalidated", after.stdout, re.M), after.stdout
     rerun = cli(pipeline_env.cfg_file, cwd=tmp_path)
     assert rerun.returncode == 0
-    assert "registered   green-trip-duration v0002" in rerun.stderr
+    # the same model trained on the same data is not registered a second time (issue 23.5)
+    assert "registered   green-trip-duration v0001 (the new model is byte-identical" in rerun.stderr
     assert not re.search(r"^  CandidateScore ", rerun.stderr, re.M)  # no model was retrained
 
     wrapper = cli(pipeline_env.cfg_file, "invalidate", "TrainingPipeline", cwd=tmp_path)
-    assert wrapper.returncode == 2 and "has no outputs of its own" in wrapper.stderr
+    # a wrapper has no outputs of its own: not a choice, and the error lists the families that are
+    assert wrapper.returncode == 2 and "invalid choice: 'TrainingPipeline'" in wrapper.stderr
+    assert "ValidatedTrips" in wrapper.stderr
