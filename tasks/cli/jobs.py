@@ -64,6 +64,7 @@ def _range_monthly(args: argparse.Namespace, today: dt.date) -> RangeMonthly:
     return RangeMonthly(
         of=MonthlyTraining,
         of_params={"color": args.color},
+        param_name="month",  # named, not positional: luigi warns on every build when it is left None
         start=start,
         stop=add_months(stop, 1),
         months_back=max(months_back, 13),
