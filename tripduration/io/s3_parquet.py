@@ -48,21 +48,13 @@ def read_parquet_columns(
 ) -> pd.DataFrame:
     """``columns`` (default: all) of an ``s3://`` parquet file, with ranged GETs of only those column chunks;
     the same frame as :func:`tripduration.io.parquet.read_parquet` gives for a local file."""
-    import pandas as pd
     import pyarrow.parquet as pq
+
+    from tripduration.io.parquet import read_columns
 
     bucket, key = parse_s3_url(url)
     try:
         pf = pq.ParquetFile(f"{bucket}/{key}", filesystem=filesystem or arrow_s3_filesystem())
     except FileNotFoundError:
         raise FileNotFoundError(f"{url}: no such object") from None
-    available = pf.schema_arrow.names
-    names = list(columns) if columns is not None else [n for n in available if n != "__index_level_0__"]
-    missing = [c for c in names if c not in available]
-    if missing:
-        raise KeyError(f"{url}: no column(s) {missing}; the file has {available}")
-    parts = {name: pf.read(columns=[name]).to_pandas(self_destruct=True)[name] for name in names}
-    frame = pd.DataFrame(parts, copy=False)
-    if not names:
-        frame.index = pd.RangeIndex(pf.metadata.num_rows)
-    return frame
+    return read_columns(pf, columns, name=url)
