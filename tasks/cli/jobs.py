@@ -110,6 +110,13 @@ def configured_workers_error() -> str | None:
     return None
 
 
+def refuse_bad_workers(args: argparse.Namespace) -> None:
+    """Without --workers, a bad ``[core] workers`` is a usage error (exit 2) before anything runs."""
+    problem = configured_workers_error() if args.workers is None else None
+    if problem:
+        raise UsageError(problem)
+
+
 def timestamped_logging() -> None:
     """luigi's log lines with a date and time (its default format has none), so a user sees how long a task took."""
     import logging
@@ -127,9 +134,7 @@ def status_command(args: argparse.Namespace, today: dt.date | None) -> int:
 
 def job_command(args: argparse.Namespace, today: dt.date | None, prog: str) -> int:
     """A luigi job (train, monthly, monthly-run, backfill): build the graph, run it, print the result block."""
-    problem = configured_workers_error() if args.workers is None else None
-    if problem:
-        raise UsageError(problem)
+    refuse_bad_workers(args)
     tasks = checked_tasks(args, today)  # refused before anything runs
     timestamped_logging()
     started = time.monotonic()
@@ -150,9 +155,7 @@ def job_command(args: argparse.Namespace, today: dt.date | None, prog: str) -> i
 
 def daily_command(args: argparse.Namespace, today: dt.date | None, prog: str) -> int:
     """The daily line: every month whose data arrived and is not done, in order; late months named."""
-    problem = configured_workers_error() if args.workers is None else None
-    if problem:
-        raise UsageError(problem)
+    refuse_bad_workers(args)
     timestamped_logging()
     now = args.now or dt.datetime.now().astimezone()
     if today is not None and args.now is None:  # tests of `main(..., today=...)`

@@ -63,10 +63,15 @@ def with_default_job(argv: list[str]) -> list[str]:
     return list(argv)
 
 
+def add_color(parser: argparse.ArgumentParser) -> None:
+    """``--color``, which every command takes."""
+    parser.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+
+
 def common_options() -> argparse.ArgumentParser:
     """The options every job command takes."""
     common = OneLineParser(add_help=False)
-    common.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    add_color(common)
     common.add_argument(
         "--workers",
         type=int_in_range(1, MAX_WORKERS, "worker processes"),
@@ -135,7 +140,7 @@ def add_status_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve the production model over HTTP (FastAPI, uvicorn)")
-    serve.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    add_color(serve)
     serve.add_argument("--host", type=HOST, default="127.0.0.1", help="interface (default 127.0.0.1: this machine)")
     serve.add_argument(
         "--port", type=int_in_range(0, 65535, "TCP port, 0: any free port"), default=8000, help="default 8000"
@@ -165,17 +170,17 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_registry_parsers(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="registered versions, status, metrics, reasons, registry problems")
-    models.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    add_color(models)
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rollback = sub.add_parser("rollback", help="make an earlier version the production model")
     rollback.add_argument("version", type=VERSION, help="registered version to serve, e.g. v0001 (see: models)")
-    rollback.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    add_color(rollback)
     rollback.add_argument(
         "--reason", type=TEXT, default="manual rollback", help="one line, recorded in production.json and history"
     )
     rollback.add_argument("--force", action="store_true", help="roll back even to a version the quality gate rejected")
     export = sub.add_parser("export-mlflow", help="mirror the registry into MLflow (runs, model versions, aliases)")
-    export.add_argument("--color", default="green", choices=COLORS, help="taxi colour (default green)")
+    add_color(export)
     export.add_argument(
         "--tracking-uri",
         type=TRACKING_URI,

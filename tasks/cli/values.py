@@ -25,7 +25,6 @@ from tripduration.registry.names import check_version
 LAST = "last"
 MAX_TEXT = 500
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-# MLflow tracking stores: a database (SQLAlchemy URL), a tracking server, a local folder, Databricks
 
 
 @dataclass(frozen=True)

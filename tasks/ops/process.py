@@ -71,10 +71,7 @@ def limit_native_threads(task: PipelineTask, forked: bool) -> None:
     # coefficients with the thread count, and the same inputs must give the same metrics with any --workers.
     threadpool_limits(limits=1, user_api="blas")
     wanted = task.task_cores() if forked or ParallelismConfig().threads_per_task else usable_cpus()
-    operator = os.environ.get("OMP_NUM_THREADS", "")
-    if operator.isdigit() and int(operator) > 0:
-        wanted = min(wanted, int(operator))
-    threads = max(1, min(wanted, usable_cpus(), native_threads.free_cpus()))
+    threads = max(1, min(_thread_ceiling(wanted), native_threads.free_cpus()))
     # applies process-wide until changed; every task sets it at its start
     threadpool_limits(limits=threads, user_api="openmp")
     task.__dict__["_openmp_threads"] = task.__dict__["_openmp_threads_at_start"] = threads
@@ -95,12 +92,17 @@ def use_idle_cores(task: PipelineTask) -> None:
     usable = usable_cpus()
     if held is None or held >= usable or ParallelismConfig().threads_per_task:
         return
-    operator = os.environ.get("OMP_NUM_THREADS", "")
-    ceiling = min(usable, int(operator)) if operator.isdigit() and int(operator) > 0 else usable
-    threads = max(held, min(ceiling, native_threads.free_cpus()))
+    threads = max(held, min(_thread_ceiling(usable), native_threads.free_cpus()))
     if threads != task.__dict__.get("_openmp_threads"):
         threadpool_limits(limits=threads, user_api="openmp")
         task.__dict__["_openmp_threads"] = threads
+
+
+def _thread_ceiling(wanted: int) -> int:
+    """``wanted`` threads, capped by the usable CPUs and by an operator's ``OMP_NUM_THREADS``."""
+    operator = os.environ.get("OMP_NUM_THREADS", "")
+    ceiling = min(wanted, usable_cpus())
+    return min(ceiling, int(operator)) if operator.isdigit() and int(operator) > 0 else ceiling
 
 
 def _die_with_parent() -> None:

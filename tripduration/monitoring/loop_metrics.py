@@ -145,38 +145,37 @@ def write(facts: LoopFacts, textfile: Path | None, pushgateway: str | None = Non
         push_to_gateway(pushgateway, job=job, registry=registry)
 
 
-def previous_waiting(textfile: Path | None) -> list[MonthState]:
-    """The months the last daily run found awaited or overdue, as its file recorded them (lateness as of then)."""
+def _previous_samples(textfile: Path | None, names: tuple[str, ...]) -> list[Any]:
+    """The samples named ``names`` in the previous file (none when there is no file or it is damaged)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     if textfile is None or not textfile.is_file():
         return []
-    found = []
     try:
-        for family in text_string_to_metric_families(textfile.read_text()):
-            for sample in family.samples:
-                if sample.name == "tripduration_month_lateness_days":
-                    month, state = parse_month(sample.labels["month"]), sample.labels["state"]
-                    found.append(MonthState(month, state, int(sample.value)))
-    except (ValueError, KeyError):  # a damaged file: start afresh
+        families = list(text_string_to_metric_families(textfile.read_text()))
+    except ValueError:  # a damaged file: start afresh
+        return []
+    return [sample for family in families for sample in family.samples if sample.name in names]
+
+
+def previous_waiting(textfile: Path | None) -> list[MonthState]:
+    """The months the last daily run found awaited or overdue, as its file recorded them (lateness as of then)."""
+    try:
+        found = [
+            MonthState(parse_month(s.labels["month"]), s.labels["state"], int(s.value))
+            for s in _previous_samples(textfile, ("tripduration_month_lateness_days",))
+        ]
+    except (ValueError, KeyError):  # a damaged line: start afresh
         return []
     return sorted(found, key=lambda s: s.month)
 
 
 def previous_runs(textfile: Path | None) -> dict[str, tuple[float, float]]:
     """The last run of each command as the previous file recorded it (empty when there is none)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    if textfile is None or not textfile.is_file():
-        return {}
+    names = ("tripduration_last_run_exit_code", "tripduration_last_run_end_timestamp_seconds")
     found: dict[str, dict[str, float]] = {}
-    try:
-        for family in text_string_to_metric_families(textfile.read_text()):
-            for sample in family.samples:
-                if sample.name in ("tripduration_last_run_exit_code", "tripduration_last_run_end_timestamp_seconds"):
-                    found.setdefault(sample.labels.get("command", "?"), {})[sample.name] = sample.value
-    except ValueError:  # a damaged file: start afresh
-        return {}
+    for sample in _previous_samples(textfile, names):
+        found.setdefault(sample.labels.get("command", "?"), {})[sample.name] = sample.value
     return {
         command: (v["tripduration_last_run_exit_code"], v["tripduration_last_run_end_timestamp_seconds"])
         for command, v in found.items()
